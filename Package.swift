@@ -1,0 +1,37 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-mamba2",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Mamba2", targets: ["Mamba2"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .executable(name: "mamba2", targets: ["Mamba2CLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Tensors, dtypes and the math: plain reference kernels that know nothing of models.
+        .target(name: "Tensors"),
+        // Memory-mapped safetensors files: header validation, sharded index, writer.
+        .target(name: "SafeTensors", dependencies: ["Tensors"]),
+        // Mamba2Config, weights by Hugging Face key, the model and its recurrent state.
+        .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors"]),
+        // The `mamba2` command-line tool.
+        .executableTarget(
+            name: "Mamba2CLI",
+            dependencies: [
+                "Mamba2",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
+        .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

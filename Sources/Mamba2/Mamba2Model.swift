@@ -1,0 +1,182 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+/// What the model reads: token ids, or embeddings computed elsewhere (transformers' `inputs_embeds`).
+public enum Mamba2Input: Sendable {
+    /// `[b][l]` token ids; every row has the same length.
+    case tokenIDs([[Int]])
+    /// `[b, l, d]`.
+    case embeddings(Tensor)
+}
+
+/// transformers' `Mamba2Output`.
+public struct Mamba2Output: Sendable {
+    /// `[b, l, d]`, after `norm_f`.
+    public var lastHiddenState: Tensor
+    /// When asked for: transformers 5's `hidden_states`, the output of every block, then the
+    /// final normed state (`num_hidden_layers + 1` tensors of `[b, l, d]`).
+    public var hiddenStates: [Tensor]?
+    /// The state after these tokens, when a state was given or `useCache` set.
+    public var state: Mamba2State?
+}
+
+/// transformers' `Mamba2Model`: embeddings → N × (RMSNorm → mixer → residual) → `norm_f`.
+public struct Mamba2Model: Sendable {
+    public let config: Mamba2Config
+    public let weights: Mamba2Weights
+
+    public init(config: Mamba2Config, weights: Mamba2Weights) {
+        self.config = config
+        self.weights = weights
+    }
+
+    /// Runs the model over a batch.
+    /// - attentionMask: `[b][l]` of 0/1, 0 marking left padding.
+    /// - state: continue from this state (e.g. after a prompt); its advanced copy is returned.
+    /// - useCache: return the state even when none was given (starting from zeros).
+    public func callAsFunction(
+        _ input: Mamba2Input,
+        attentionMask: [[Int]]? = nil,
+        state: Mamba2State? = nil,
+        useCache: Bool = false,
+        outputHiddenStates: Bool = false,
+        scan: SSMScan = .chunked()
+    ) throws -> Mamba2Output {
+        var hiddenStates = try embed(input)  // [b, l, d]
+        let (b, l) = (hiddenStates.shape[0], hiddenStates.shape[1])
+        let mask = try maskTensor(attentionMask, batch: b, length: l)  // [b, l]
+        if let state { try state.validate(for: config, batchSize: b) }
+        if case let .chunked(chunkSize?) = scan, chunkSize <= 0 {
+            throw Mamba2Error.invalidInput("chunk size must be positive, got \(chunkSize)")
+        }
+        var current = state ?? Mamba2State(config: config, batchSize: b)
+
+        var all: [Tensor] = []
+        for (index, block) in weights.layers.enumerated() {
+            let residual = hiddenStates  // [b, l, d], fp32 (residual_in_fp32 holds by construction)
+            let normed = Reference.rmsNorm(hiddenStates, weight: block.norm, epsilon: config.layerNormEpsilon)
+            let mixer = Mamba2Mixer(config: config, weights: block.mixer)
+            hiddenStates = residual + mixer(normed, mask: mask, state: &current.layers[index], scan: scan)
+            if outputHiddenStates { all.append(hiddenStates) }
+        }
+        hiddenStates = Reference.rmsNorm(hiddenStates, weight: weights.normF, epsilon: config.layerNormEpsilon)
+        if outputHiddenStates { all.append(hiddenStates) }
+        return Mamba2Output(
+            lastHiddenState: hiddenStates,
+            hiddenStates: outputHiddenStates ? all : nil,
+            state: state != nil || useCache ? current : nil)
+    }
+
+    /// `[b, l, d]` from ids (checked against the vocabulary) or given embeddings.
+    func embed(_ input: Mamba2Input) throws -> Tensor {
+        switch input {
+        case let .tokenIDs(rows):
+            guard let length = rows.first?.count, length > 0 else {
+                throw Mamba2Error.invalidInput("input_ids must hold at least one row of at least one token")
+            }
+            for (row, ids) in rows.enumerated() {
+                guard ids.count == length else {
+                    throw Mamba2Error.invalidInput("input_ids row \(row) has \(ids.count) tokens, row 0 has \(length); pad rows to one length")
+                }
+                for (position, id) in ids.enumerated() where id < 0 || id >= config.vocabSize {
+                    throw Mamba2Error.tokenIDOutOfRange(id: id, vocabularySize: config.vocabSize, row: row, position: position)
+                }
+            }
+            return Reference.embedding(rows.flatMap { $0 }, table: weights.embeddings)
+                .reshaped([rows.count, length, config.hiddenSize])
+        case let .embeddings(tensor):
+            guard tensor.rank == 3, tensor.shape[0] > 0, tensor.shape[1] > 0, tensor.shape[2] == config.hiddenSize else {
+                throw Mamba2Error.invalidInput("inputs_embeds has shape \(tensor.shape), expected [batch, length, \(config.hiddenSize)]")
+            }
+            return tensor
+        }
+    }
+
+    /// The 0/1 mask as `[b, l]`, or nil when there is none.
+    func maskTensor(_ mask: [[Int]]?, batch: Int, length: Int) throws -> Tensor? {
+        guard let mask else { return nil }
+        guard mask.count == batch, mask.allSatisfy({ $0.count == length }) else {
+            throw Mamba2Error.invalidInput("attention_mask must be [\(batch)][\(length)] like the input, got \(mask.count) rows of \(mask.map(\.count))")
+        }
+        guard mask.allSatisfy({ $0.allSatisfy { $0 == 0 || $0 == 1 } }) else {
+            throw Mamba2Error.invalidInput("attention_mask values must be 0 or 1")
+        }
+        return Tensor(shape: [batch, length], scalars: mask.flatMap { $0.map(Float.init) })
+    }
+}
+
+/// transformers' `Mamba2CausalLMOutput`.
+public struct Mamba2CausalLMOutput: Sendable {
+    /// Mean shifted cross-entropy over labels that are not −100, when labels were given.
+    public var loss: Float?
+    /// `[b, l, vocab]`.
+    public var logits: Tensor
+    public var hiddenStates: [Tensor]?
+    public var state: Mamba2State?
+}
+
+/// transformers' `Mamba2ForCausalLM`: the backbone and a linear head (tied or not).
+public struct Mamba2ForCausalLM: Sendable {
+    public let backbone: Mamba2Model
+    public var config: Mamba2Config { backbone.config }
+
+    public init(config: Mamba2Config, weights: Mamba2Weights) {
+        backbone = Mamba2Model(config: config, weights: weights)
+    }
+
+    /// Loads a Hugging Face model folder: `config.json` (or mamba_ssm's) and its safetensors
+    /// weights, memory-mapped.
+    public init(directory: URL) throws {
+        let config = try Mamba2Config(directory: directory)
+        let weights = try Mamba2Weights(config: config, checkpoint: try Checkpoint(directory: directory))
+        self.init(config: config, weights: weights)
+    }
+
+    /// Runs the model; see `Mamba2Model.callAsFunction`. With `labels` (`[b][l]`, −100 to
+    /// ignore), also the next-token loss: position t's logits are scored against label t + 1.
+    public func callAsFunction(
+        _ input: Mamba2Input,
+        attentionMask: [[Int]]? = nil,
+        state: Mamba2State? = nil,
+        useCache: Bool = false,
+        labels: [[Int]]? = nil,
+        outputHiddenStates: Bool = false,
+        scan: SSMScan = .chunked()
+    ) throws -> Mamba2CausalLMOutput {
+        let output = try backbone(
+            input, attentionMask: attentionMask, state: state, useCache: useCache,
+            outputHiddenStates: outputHiddenStates, scan: scan)
+        let logits = Reference.linear(output.lastHiddenState, weight: backbone.weights.lmHead)  // [b, l, vocab]
+        let loss = try labels.map { try Self.causalLanguageModelingLoss(logits: logits, labels: $0) }
+        return Mamba2CausalLMOutput(loss: loss, logits: logits, hiddenStates: output.hiddenStates, state: output.state)
+    }
+
+    /// transformers' `ForCausalLMLoss`: labels shifted left by one, −100 ignored, mean over the
+    /// rest (NaN when every label is ignored, as torch gives).
+    /// - logits: `[b, l, v]`, labels: `[b][l]`.
+    public static func causalLanguageModelingLoss(logits: Tensor, labels: [[Int]]) throws -> Float {
+        let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2])
+        guard labels.count == b, labels.allSatisfy({ $0.count == l }) else {
+            throw Mamba2Error.invalidInput("labels must be [\(b)][\(l)] like the input, got \(labels.count) rows of \(labels.map(\.count))")
+        }
+        var total: Double = 0
+        var counted = 0
+        for row in 0..<b {
+            for position in 0..<l {
+                let label = labels[row][position]
+                guard label == -100 || (0..<v).contains(label) else {
+                    throw Mamba2Error.labelOutOfRange(label: label, vocabularySize: v, row: row, position: position)
+                }
+                guard position > 0, label != -100 else { continue }
+                let base = (row * l + position - 1) * v
+                let scores = logits.scalars[base..<(base + v)]
+                let maximum = scores.max()!
+                let logSumExp = Double(maximum) + log(scores.reduce(0.0) { $0 + exp(Double($1 - maximum)) })
+                total += logSumExp - Double(scores[base + label])
+                counted += 1
+            }
+        }
+        return Float(total / Double(counted))
+    }
+}

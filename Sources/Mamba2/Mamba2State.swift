@@ -1,0 +1,46 @@
+import Tensors
+
+/// The recurrent state of a batch of sequences (transformers' cache): per layer, the last
+/// `k − 1` convolution inputs and the SSM state, both fp32. Its size is fixed, whatever the
+/// number of tokens seen.
+public struct Mamba2State: Sendable, Equatable {
+    public struct Layer: Sendable, Equatable {
+        /// `[b, k − 1, conv_dim]` the most recent conv inputs `[x, B, C]`, oldest first.
+        public var conv: Tensor
+        /// `[b, h, p, n]`.
+        public var ssm: Tensor
+    }
+
+    public var layers: [Layer]
+
+    /// The state before any token: zeros, so a prompt shorter than `k − 1` sees zero left padding.
+    public init(config: Mamba2Config, batchSize: Int) {
+        let layer = Layer(
+            conv: Tensor(zeros: [batchSize, config.convKernel - 1, config.convDim]),
+            ssm: Tensor(zeros: [batchSize, config.numHeads, config.headDim, config.stateSize]))
+        layers = Array(repeating: layer, count: config.numHiddenLayers)
+    }
+
+    public init(layers: [Layer]) {
+        self.layers = layers
+    }
+
+    public var batchSize: Int { layers.first?.ssm.shape[0] ?? 0 }
+
+    /// Throws unless this state has the shapes `config` gives for `batchSize` sequences.
+    public func validate(for config: Mamba2Config, batchSize: Int) throws {
+        guard layers.count == config.numHiddenLayers else {
+            throw Mamba2Error.stateMismatch("\(layers.count) layers, the model has \(config.numHiddenLayers)")
+        }
+        for (index, layer) in layers.enumerated() {
+            let conv = [batchSize, config.convKernel - 1, config.convDim]
+            let ssm = [batchSize, config.numHeads, config.headDim, config.stateSize]
+            guard layer.conv.shape == conv else {
+                throw Mamba2Error.stateMismatch("layer \(index) conv state has shape \(layer.conv.shape), expected \(conv)")
+            }
+            guard layer.ssm.shape == ssm else {
+                throw Mamba2Error.stateMismatch("layer \(index) SSM state has shape \(layer.ssm.shape), expected \(ssm)")
+            }
+        }
+    }
+}

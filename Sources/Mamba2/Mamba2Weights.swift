@@ -1,0 +1,127 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+/// One mixer's weights, each beside its Hugging Face key (`backbone.layers.{i}.mixer.` + key).
+public struct Mamba2MixerWeights: Sendable {
+    /// `in_proj.weight` `[e + conv_dim + h, d]`, output split `[z, x, B, C, dt]`.
+    public var inProj: WeightView
+    /// `in_proj.bias` `[e + conv_dim + h]`, when `use_bias`.
+    public var inProjBias: WeightView?
+    /// `conv1d.weight` `[conv_dim, 1, k]`.
+    public var conv1dWeight: WeightView
+    /// `conv1d.bias` `[conv_dim]`, when `use_conv_bias`.
+    public var conv1dBias: WeightView?
+    /// `dt_bias` `[h]`.
+    public var dtBias: WeightView
+    /// `A_log` `[h]`: A = −exp(A_log).
+    public var aLog: WeightView
+    /// `D` `[h]`: the skip connection.
+    public var d: WeightView
+    /// `norm.weight` `[e]`: the gated RMSNorm.
+    public var norm: WeightView
+    /// `out_proj.weight` `[d, e]`.
+    public var outProj: WeightView
+    /// `out_proj.bias` `[d]`, when `use_bias`.
+    public var outProjBias: WeightView?
+}
+
+/// One block: `backbone.layers.{i}.`
+public struct Mamba2BlockWeights: Sendable {
+    /// `norm.weight` `[d]`: the pre-mixer RMSNorm.
+    public var norm: WeightView
+    public var mixer: Mamba2MixerWeights
+}
+
+/// Every weight of `Mamba2ForCausalLM`, checked against the config by name and shape.
+public struct Mamba2Weights: Sendable {
+    /// `backbone.embeddings.weight` `[vocab, d]` (mamba_ssm: `backbone.embedding.weight`).
+    public var embeddings: WeightView
+    public var layers: [Mamba2BlockWeights]
+    /// `backbone.norm_f.weight` `[d]`.
+    public var normF: WeightView
+    /// `lm_head.weight` `[vocab, d]`, or the embeddings when `tie_word_embeddings`.
+    public var lmHead: WeightView
+
+    /// Every Hugging Face key this config needs, with its shape.
+    public static func expectedShapes(for config: Mamba2Config) -> [String: [Int]] {
+        let (d, e, h, k) = (config.hiddenSize, config.intermediateSize, config.numHeads, config.convKernel)
+        var shapes: [String: [Int]] = [
+            "backbone.embeddings.weight": [config.vocabSize, d],
+            "backbone.norm_f.weight": [d],
+        ]
+        if !config.tieWordEmbeddings { shapes["lm_head.weight"] = [config.vocabSize, d] }
+        for layer in 0..<config.numHiddenLayers {
+            let prefix = "backbone.layers.\(layer)."
+            shapes[prefix + "norm.weight"] = [d]
+            shapes[prefix + "mixer.in_proj.weight"] = [config.inProjSize, d]
+            shapes[prefix + "mixer.conv1d.weight"] = [config.convDim, 1, k]
+            shapes[prefix + "mixer.dt_bias"] = [h]
+            shapes[prefix + "mixer.A_log"] = [h]
+            shapes[prefix + "mixer.D"] = [h]
+            shapes[prefix + "mixer.norm.weight"] = [e]
+            shapes[prefix + "mixer.out_proj.weight"] = [d, e]
+            if config.useBias {
+                shapes[prefix + "mixer.in_proj.bias"] = [config.inProjSize]
+                shapes[prefix + "mixer.out_proj.bias"] = [d]
+            }
+            if config.useConvBias { shapes[prefix + "mixer.conv1d.bias"] = [config.convDim] }
+        }
+        return shapes
+    }
+
+    /// Spellings other checkpoints use for a Hugging Face key.
+    static let aliases = ["backbone.embedding.weight": "backbone.embeddings.weight"]
+
+    /// Loads every weight of a checkpoint folder (`model.safetensors`, sharded or not).
+    public init(config: Mamba2Config, checkpoint: Checkpoint) throws {
+        var views: [String: WeightView] = [:]
+        for name in checkpoint.names { views[name] = try checkpoint.view(name) }
+        try self.init(config: config, tensors: views)
+    }
+
+    /// Takes weights by Hugging Face key. A missing, unexpected or mis-shaped tensor is an error
+    /// that names it. When embeddings are tied, a stored `lm_head.weight` (mamba_ssm saves one) is
+    /// shape-checked and otherwise ignored.
+    public init(config: Mamba2Config, tensors: [String: WeightView]) throws {
+        var expected = Self.expectedShapes(for: config)
+        if config.tieWordEmbeddings { expected["lm_head.weight"] = [config.vocabSize, config.hiddenSize] }
+        var byKey: [String: WeightView] = [:]
+        for (stored, view) in tensors {
+            let key = Self.aliases[stored] ?? stored
+            guard let shape = expected[key] else {
+                throw Mamba2Error.unexpectedWeight(name: stored, shape: view.shape)
+            }
+            guard byKey[key] == nil else {
+                // Both spellings of one key.
+                throw Mamba2Error.unexpectedWeight(name: stored, shape: view.shape)
+            }
+            guard view.shape == shape else {
+                throw Mamba2Error.weightShapeMismatch(name: stored, expected: shape, actual: view.shape)
+            }
+            byKey[key] = view
+        }
+        func take(_ key: String) throws -> WeightView {
+            guard let view = byKey[key] else { throw Mamba2Error.missingWeight(name: key, expectedShape: expected[key]!) }
+            return view
+        }
+        embeddings = try take("backbone.embeddings.weight")
+        normF = try take("backbone.norm_f.weight")
+        lmHead = config.tieWordEmbeddings ? embeddings : try take("lm_head.weight")
+        layers = try (0..<config.numHiddenLayers).map { layer in
+            let prefix = "backbone.layers.\(layer)."
+            let mixer = Mamba2MixerWeights(
+                inProj: try take(prefix + "mixer.in_proj.weight"),
+                inProjBias: config.useBias ? try take(prefix + "mixer.in_proj.bias") : nil,
+                conv1dWeight: try take(prefix + "mixer.conv1d.weight"),
+                conv1dBias: config.useConvBias ? try take(prefix + "mixer.conv1d.bias") : nil,
+                dtBias: try take(prefix + "mixer.dt_bias"),
+                aLog: try take(prefix + "mixer.A_log"),
+                d: try take(prefix + "mixer.D"),
+                norm: try take(prefix + "mixer.norm.weight"),
+                outProj: try take(prefix + "mixer.out_proj.weight"),
+                outProjBias: config.useBias ? try take(prefix + "mixer.out_proj.bias") : nil)
+            return Mamba2BlockWeights(norm: try take(prefix + "norm.weight"), mixer: mixer)
+        }
+    }
+}
