@@ -32,6 +32,9 @@ public struct Mamba2State: Sendable, Equatable {
         guard layers.count == config.numHiddenLayers else {
             throw Mamba2Error.stateMismatch("\(layers.count) layers, the model has \(config.numHiddenLayers)")
         }
+        guard self.batchSize == batchSize else {
+            throw Mamba2Error.stateMismatch("the state holds \(self.batchSize) sequences, the input \(batchSize)")
+        }
         for (index, layer) in layers.enumerated() {
             let conv = [batchSize, config.convKernel - 1, config.convDim]
             let ssm = [batchSize, config.numHeads, config.headDim, config.stateSize]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Mamba2Command: ParsableCommand {
@@ -6,6 +7,21 @@ struct Mamba2Command: ParsableCommand {
         commandName: "mamba2",
         abstract: "Mamba-2 language models from Hugging Face checkpoint folders, natively in Swift.",
         subcommands: [Forward.self])
+
+    /// Runs the command; any failure is one `Error: …` line on stderr and a non-zero exit (help
+    /// and version requests print as usual).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
 }
 
 /// Errors of the command line itself (arguments and output files), one line each.

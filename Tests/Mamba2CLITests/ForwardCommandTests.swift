@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+
+/// End-to-end tests of the built `mamba2` binary.
+let fixtures = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/models")
+
+/// The folder of the built products (where `mamba2` sits beside the test bundle).
+let mamba2Binary: URL = {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    while directory.path != "/" {
+        let candidate = directory.appendingPathComponent("mamba2")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return URL(fileURLWithPath: "mamba2")
+}()
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+func runMamba2(_ arguments: [String]) throws -> RunResult {
+    let process = Process()
+    process.executableURL = mamba2Binary
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return RunResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+/// Reads a float32 `.npy` (version 1.0, C order): its shape and values.
+func readNPY(_ url: URL) throws -> (shape: [Int], values: [Float]) {
+    let data = try Data(contentsOf: url)
+    #expect(data.prefix(8) == Data([0x93] + Array("NUMPY".utf8) + [1, 0]))
+    let headerLength = Int(data[8]) | Int(data[9]) << 8
+    let header = String(decoding: data[10..<(10 + headerLength)], as: UTF8.self)
+    #expect(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"))
+    #expect((10 + headerLength) % 64 == 0)
+    let shapeText = header.components(separatedBy: "'shape': (")[1].components(separatedBy: ")")[0]
+    let shape = shapeText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    let body = data[(10 + headerLength)...]
+    var values: [Float] = []
+    for offset in stride(from: body.startIndex, to: body.endIndex, by: 4) {
+        var bits: UInt32 = 0
+        for byte in 0..<4 { bits |= UInt32(body[offset + byte]) << (8 * UInt32(byte)) }
+        values.append(Float(bitPattern: bits))
+    }
+    return (shape, values)
+}
+
+struct GoldenCase: Decodable {
+    let name: String
+    let input_ids: [[Int]]
+    let attention_mask: [[Int]]?
+    let logits: [[[Float]]]?
+}
+
+func goldenCase(_ fixture: String, _ name: String) throws -> GoldenCase {
+    struct Expected: Decodable { let cases: [GoldenCase] }
+    let data = try Data(contentsOf: fixtures.appendingPathComponent(fixture).appendingPathComponent("expected.json"))
+    return try JSONDecoder().decode(Expected.self, from: data).cases.first { $0.name == name }!
+}
+
+func temporaryFile(_ name: String) -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("mamba2-cli-\(UUID().uuidString)-\(name)")
+}
+
+@Suite("mamba2 forward")
+struct ForwardCommandTests {
+    @Test("writes transformers' logits as [batch, seq, vocab] float32 .npy", arguments: [
+        ("g1-tied", "single-len13", nil as Int?),
+        ("g1-sharded", "single-len7", 3),
+        ("g2-fp32", "padded-batch", nil),
+        ("g2-fp32", "padded-batch", 4),
+        ("g1-tied", "padded-batch", 0),
+    ])
+    func logits(fixture: String, caseName: String, decodeFrom: Int?) throws {
+        let golden = try goldenCase(fixture, caseName)
+        let output = temporaryFile("logits.npy")
+        var arguments = ["forward", "--model", fixtures.appendingPathComponent(fixture).path, "--output", output.path]
+        for row in golden.input_ids { arguments += ["--ids", row.map(String.init).joined(separator: ",")] }
+        for row in golden.attention_mask ?? [] { arguments += ["--mask", row.map(String.init).joined(separator: ",")] }
+        if let decodeFrom { arguments += ["--decode-from", String(decodeFrom)] }
+        let result = try runMamba2(arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        let (shape, values) = try readNPY(output)
+        let expected = golden.logits!
+        #expect(shape == [expected.count, expected[0].count, expected[0][0].count])
+        let flat = expected.flatMap { $0.flatMap { $0 } }
+        let maximum = zip(values, flat).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(values.count == flat.count && maximum <= 1e-4, "max |Δ| \(maximum)")
+    }
+
+    @Test("bad arguments and files give a one-line error and a non-zero exit", arguments: [
+        (["--model", "/nonexistent/model", "--ids", "1,2"], "/nonexistent/model/config.json"),
+        (["--ids", "1,x"], "--ids '1,x' must be a comma-separated list of integers"),
+        (["--ids", "1,2,50"], "token id 50 at row 0, position 2 is outside the vocabulary [0, 50)"),
+        (["--ids", "1,2", "--ids", "3"], "input_ids row 1 has 1 tokens"),
+        (["--ids", "1,2", "--mask", "1,1", "--mask", "1,1"], "--mask was given 2 times for 1 --ids rows"),
+        (["--ids", "1,2", "--decode-from", "3"], "--decode-from 3 must be between 0 and the row length 2"),
+        (["--ids", "1,2", "--output", "/nonexistent/dir/out.npy"], "/nonexistent/dir/out.npy: cannot write"),
+        (["--ids"], "Missing value for '--ids <ids>'"),
+        (["--ids", "1", "--bogus"], "Unknown option '--bogus'"),
+    ])
+    func errors(arguments: [String], fragment: String) throws {
+        var full = ["forward"] + arguments
+        if !arguments.contains("--model") { full += ["--model", fixtures.appendingPathComponent("g1-tied").path] }
+        if !arguments.contains("--output") { full += ["--output", temporaryFile("x.npy").path] }
+        let result = try runMamba2(full)
+        #expect(result.status != 0)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains(fragment), "\(result.stderr)")
+    }
+}

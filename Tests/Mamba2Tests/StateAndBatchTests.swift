@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+import Tensors
+@testable import Mamba2
+
+/// Properties that tie the forward paths together: cached decoding, continuation, padding, the
+/// two scan forms and the input forms.
+@Suite("state, batches and scans")
+struct StateAndBatchTests {
+    static let tolerance: Float = 1e-4
+    static let models = ["g1-tied", "g3-untied-bias", "g2-fp32"]
+
+    @Test("prefill of any length then single-token steps equals one full forward", arguments: models)
+    func decodeFromEverySplit(fixture name: String) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let ids = fixture.case("single-len13").input_ids
+        let full = try model(.tokenIDs(ids)).logits
+        for split in 0...ids[0].count {
+            var state = Mamba2State(config: model.config, batchSize: 1)
+            var pieces: [Tensor] = []
+            if split > 0 {
+                let prefill = try model(.tokenIDs([Array(ids[0][0..<split])]), state: state)
+                state = try #require(prefill.state)
+                pieces.append(prefill.logits)
+            }
+            for position in split..<ids[0].count {
+                let step = try model(.tokenIDs([[ids[0][position]]]), state: state)
+                state = try #require(step.state)
+                pieces.append(step.logits)
+            }
+            let difference = Difference(concatenatePositions(pieces), full)
+            #expect(difference.max <= Self.tolerance, "\(name) split \(split): \(difference)")
+        }
+    }
+
+    @Test("a multi-token continuation from a state equals one full forward", arguments: models)
+    func multiTokenContinuation(fixture name: String) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let ids = fixture.case("single-len13").input_ids[0]
+        let full = try model(.tokenIDs([ids]), useCache: true)
+        // Splits inside a chunk, across chunks, and shorter than the conv kernel.
+        for parts in [[2, 11], [5, 3, 5], [1, 1, 1, 10], [7, 6]] {
+            var state: Mamba2State? = nil
+            var pieces: [Tensor] = []
+            var start = 0
+            for length in parts {
+                let output = try model(.tokenIDs([Array(ids[start..<(start + length)])]), state: state, useCache: true)
+                state = output.state
+                pieces.append(output.logits)
+                start += length
+            }
+            let difference = Difference(concatenatePositions(pieces), full.logits)
+            #expect(difference.max <= Self.tolerance, "\(name) parts \(parts): \(difference)")
+            for (layer, (ours, whole)) in zip(state!.layers, full.state!.layers).enumerated() {
+                #expect(Difference(ours.ssm, whole.ssm).max <= 1e-5, "layer \(layer) SSM state")
+                #expect(Difference(ours.conv, whole.conv).max <= 1e-6, "layer \(layer) conv state")
+            }
+        }
+    }
+
+    @Test("a prompt shorter than the conv kernel leaves a zero-padded conv state")
+    func shortPromptConvState() throws {
+        let model = try Fixture("g1-tied").model()
+        let state = try #require(try model(.tokenIDs([[3]]), useCache: true).state)
+        let conv = state.layers[0].conv  // [1, k − 1 = 3, conv_dim]
+        let convDim = model.config.convDim
+        #expect(conv.scalars[0..<(2 * convDim)].allSatisfy { $0 == 0 })
+        #expect(conv.scalars[(2 * convDim)...].contains { $0 != 0 })
+    }
+
+    @Test("each row of a left-padded batch equals that row run alone (also with use_bias)", arguments: models)
+    func paddedRowsEqualRowsAlone(fixture name: String) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let batch = try #require(fixture.cases.first { $0.attention_mask != nil })
+        let mask = batch.attention_mask!
+        let output = try model(.tokenIDs(batch.input_ids), attentionMask: mask, useCache: true)
+        let length = batch.input_ids[0].count
+        for row in 0..<batch.input_ids.count {
+            let pads = mask[row].prefix { $0 == 0 }.count
+            let alone = try model(.tokenIDs([Array(batch.input_ids[row][pads...])]), useCache: true)
+            let padded = positions(output.logits.slice(outer: row, length: 1), pads..<length)
+            let difference = Difference(padded, alone.logits)
+            #expect(difference.max <= Self.tolerance, "\(name) row \(row) (\(pads) pads): \(difference)")
+            // The state after the padded prompt is the state of the row alone.
+            for (ours, theirs) in zip(output.state!.layers, alone.state!.layers) {
+                #expect(Difference(ours.ssm.slice(outer: row, length: 1), theirs.ssm).max <= 1e-5)
+                #expect(Difference(ours.conv.slice(outer: row, length: 1), theirs.conv).max <= 1e-6)
+            }
+            if let names = batch.rows_alone {
+                let golden = Tensor(fixture.case(names[row]).logits!)
+                #expect(Difference(padded, golden).max <= Self.tolerance, "\(name) row \(row) vs transformers alone")
+            }
+        }
+    }
+
+    @Test("decoding after a left-padded prefill equals each row decoded alone")
+    func paddedBatchDecode() throws {
+        let fixture = try Fixture("g3-untied-bias")
+        let model = try fixture.model()
+        let batch = fixture.case("padded-batch-inputs")
+        let mask = batch.attention_mask!
+        let next = [[5], [17], [42]]
+        let prefill = try model(.tokenIDs(batch.input_ids), attentionMask: mask, useCache: true)
+        let step = try model(.tokenIDs(next), state: prefill.state)
+        for row in 0..<3 {
+            let pads = mask[row].prefix { $0 == 0 }.count
+            let alone = try model(.tokenIDs([Array(batch.input_ids[row][pads...]) + next[row]]))
+            let last = positions(alone.logits, (alone.logits.shape[1] - 1)..<alone.logits.shape[1])
+            #expect(Difference(step.logits.slice(outer: row, length: 1), last).max <= Self.tolerance)
+        }
+    }
+
+    @Test("the chunked SSD equals the sequential recurrence at chunk sizes 1, 3 and the config's", arguments: models)
+    func scans(fixture name: String) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let ids = fixture.case("single-len13").input_ids
+        let sequential = try model(.tokenIDs(ids), scan: .sequential).logits
+        for chunkSize in [1, 3, model.config.chunkSize] {
+            let chunked = try model(.tokenIDs(ids), scan: .chunked(chunkSize: chunkSize)).logits
+            let difference = Difference(chunked, sequential)
+            #expect(difference.max <= Self.tolerance, "\(name) chunk \(chunkSize): \(difference)")
+        }
+    }
+
+    @Test("input embeddings give the same logits as the token ids")
+    func inputEmbeddings() throws {
+        let model = try Fixture("g3-untied-bias").model()
+        let ids = [[4, 8, 15, 16, 23, 42]]
+        let embeddings = Tensor(shape: [1, 6, 18], scalars: ids[0].flatMap { id in
+            (0..<18).map { model.backbone.weights.embeddings[id * 18 + $0] }
+        })
+        let fromIDs = try model(.tokenIDs(ids)).logits
+        let fromEmbeddings = try model(.embeddings(embeddings)).logits
+        #expect(fromIDs == fromEmbeddings)
+    }
+
+    @Test("bad inputs are named errors")
+    func badInputs() throws {
+        let model = try Fixture("g1-tied").model()
+        #expect(throws: Mamba2Error.tokenIDOutOfRange(id: 50, vocabularySize: 50, row: 1, position: 2)) {
+            try model(.tokenIDs([[1, 2, 3], [4, 5, 50]]))
+        }
+        #expect(throws: Mamba2Error.tokenIDOutOfRange(id: -1, vocabularySize: 50, row: 0, position: 0)) {
+            try model(.tokenIDs([[-1]]))
+        }
+        #expect(throws: Mamba2Error.invalidInput("input_ids row 1 has 2 tokens, row 0 has 3; pad rows to one length")) {
+            try model(.tokenIDs([[1, 2, 3], [4, 5]]))
+        }
+        #expect(throws: Mamba2Error.invalidInput("input_ids must hold at least one row of at least one token")) {
+            try model(.tokenIDs([]))
+        }
+        #expect(throws: Mamba2Error.invalidInput("attention_mask must be [1][3] like the input, got 1 rows of [2]")) {
+            try model(.tokenIDs([[1, 2, 3]]), attentionMask: [[1, 1]])
+        }
+        #expect(throws: Mamba2Error.invalidInput("attention_mask values must be 0 or 1")) {
+            try model(.tokenIDs([[1, 2, 3]]), attentionMask: [[0, 2, 1]])
+        }
+        #expect(throws: Mamba2Error.invalidInput("inputs_embeds has shape [1, 2, 7], expected [batch, length, 15]")) {
+            try model(.embeddings(Tensor(zeros: [1, 2, 7])))
+        }
+        #expect(throws: Mamba2Error.labelOutOfRange(label: 99, vocabularySize: 50, row: 0, position: 1)) {
+            try model(.tokenIDs([[1, 2]]), labels: [[1, 99]])
+        }
+        #expect(throws: Mamba2Error.stateMismatch("the state holds 2 sequences, the input 1")) {
+            try model(.tokenIDs([[1]]), state: Mamba2State(config: model.config, batchSize: 2))
+        }
+        var other = model.config
+        other.stateSize = 8
+        #expect(throws: Mamba2Error.stateMismatch("layer 0 conv state has shape [1, 3, 46], expected [1, 3, 44]")) {
+            try model(.tokenIDs([[1]]), state: Mamba2State(config: other, batchSize: 1))
+        }
+        #expect(throws: Mamba2Error.invalidInput("chunk size must be positive, got 0")) {
+            try model(.tokenIDs([[1]]), scan: .chunked(chunkSize: 0))
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import SafeTensors
+import Testing
+import Tensors
+@testable import Mamba2
+
+@Suite("weights by Hugging Face key")
+struct WeightTests {
+    /// The g1-tied fixture's tensors, by key, to edit.
+    static func tensors() throws -> (Mamba2Config, [String: WeightView]) {
+        let directory = fixturesDirectory.appendingPathComponent("g1-tied")
+        let checkpoint = try Checkpoint(directory: directory)
+        var views: [String: WeightView] = [:]
+        for name in checkpoint.names { views[name] = try checkpoint.view(name) }
+        return (try Mamba2Config(directory: directory), views)
+    }
+
+    @Test("a missing tensor is named with its expected shape")
+    func missing() throws {
+        var (config, views) = try Self.tensors()
+        views["backbone.layers.1.mixer.D"] = nil
+        #expect(throws: Mamba2Error.missingWeight(name: "backbone.layers.1.mixer.D", expectedShape: [6])) {
+            try Mamba2Weights(config: config, tensors: views)
+        }
+    }
+
+    @Test("an unexpected tensor is named")
+    func unexpected() throws {
+        var (config, views) = try Self.tensors()
+        views["backbone.layers.2.norm.weight"] = WeightView(Tensor(zeros: [15]))
+        #expect(throws: Mamba2Error.unexpectedWeight(name: "backbone.layers.2.norm.weight", shape: [15])) {
+            try Mamba2Weights(config: config, tensors: views)
+        }
+        // A bias the config does not ask for is unexpected too.
+        (config, views) = try Self.tensors()
+        views["backbone.layers.0.mixer.out_proj.bias"] = WeightView(Tensor(zeros: [15]))
+        #expect(throws: Mamba2Error.unexpectedWeight(name: "backbone.layers.0.mixer.out_proj.bias", shape: [15])) {
+            try Mamba2Weights(config: config, tensors: views)
+        }
+        // Both spellings of the embedding.
+        (config, views) = try Self.tensors()
+        views["backbone.embedding.weight"] = views["backbone.embeddings.weight"]
+        #expect(throws: Mamba2Error.self) { try Mamba2Weights(config: config, tensors: views) }
+    }
+
+    @Test("a mis-shaped tensor is named with both shapes")
+    func misShaped() throws {
+        var (config, views) = try Self.tensors()
+        views["backbone.layers.0.mixer.conv1d.weight"] = WeightView(Tensor(zeros: [44, 4]))
+        #expect(throws: Mamba2Error.weightShapeMismatch(name: "backbone.layers.0.mixer.conv1d.weight", expected: [44, 1, 4], actual: [44, 4])) {
+            try Mamba2Weights(config: config, tensors: views)
+        }
+    }
+
+    @Test("untied configs need lm_head.weight; tied ones accept and ignore a stored copy")
+    func lmHead() throws {
+        var (config, views) = try Self.tensors()
+        config.tieWordEmbeddings = false
+        #expect(throws: Mamba2Error.missingWeight(name: "lm_head.weight", expectedShape: [50, 15])) {
+            try Mamba2Weights(config: config, tensors: views)
+        }
+        config.tieWordEmbeddings = true
+        views["lm_head.weight"] = WeightView(Tensor(zeros: [50, 15]))
+        let weights = try Mamba2Weights(config: config, tensors: views)
+        #expect(weights.lmHead.bytes.baseAddress == weights.embeddings.bytes.baseAddress)
+    }
+
+    @Test("a folder whose weights do not fit its config is refused")
+    func folderErrors() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weights-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let source = fixturesDirectory.appendingPathComponent("g1-tied")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("config.json"), to: directory.appendingPathComponent("config.json"))
+        #expect(throws: SafeTensorsError.noWeights(directory: directory.path)) { try Mamba2ForCausalLM(directory: directory) }
+        try SafeTensorsWriter.write(["backbone.norm_f.weight": WeightView(Tensor(zeros: [15]))], to: directory.appendingPathComponent("model.safetensors"))
+        #expect(throws: Mamba2Error.missingWeight(name: "backbone.embeddings.weight", expectedShape: [50, 15])) {
+            try Mamba2ForCausalLM(directory: directory)
+        }
+    }
+}
