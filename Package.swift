@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Mamba2", targets: ["Mamba2"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
         .executable(name: "mamba2", targets: ["Mamba2CLI"]),
     ],
     dependencies: [
@@ -18,6 +19,8 @@ let package = Package(
         .target(name: "Tensors"),
         // Memory-mapped safetensors files: header validation, sharded index, writer.
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
+        // Hugging Face tokenizer.json: normalizers, pre-tokenizers, BPE, post-processors, decoders.
+        .target(name: "Tokenizers"),
         // Mamba2Config, weights by Hugging Face key, the model and its recurrent state.
         .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors"]),
         // The `mamba2` command-line tool.
@@ -25,12 +28,14 @@ let package = Package(
             name: "Mamba2CLI",
             dependencies: [
                 "Mamba2",
+                "Tokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,106 @@
+/// One entry of tokenizer.json `"added_tokens"`.
+public struct AddedToken: Sendable, Equatable {
+    public var id: Int
+    public var content: String
+    public var singleWord: Bool
+    public var leftStrip: Bool
+    public var rightStrip: Bool
+    public var normalized: Bool
+    public var special: Bool
+
+    init(_ reader: JSONReader) throws {
+        id = try reader.required("id").int()
+        content = try reader.required("content").string()
+        singleWord = try reader.bool("single_word", default: false)
+        leftStrip = try reader.bool("lstrip", default: false)
+        rightStrip = try reader.bool("rstrip", default: false)
+        normalized = try reader.bool("normalized", default: true)
+        special = try reader.bool("special", default: false)
+    }
+}
+
+/// Finds added tokens in text, leftmost-longest, with `single_word`, `lstrip` and `rstrip`, as
+/// tokenizers' `AddedVocabulary::find_matches` does.
+struct AddedTokenMatcher: Sendable {
+    private struct Node: Sendable {
+        var children: [UInt8: Int32] = [:]
+        var token: Int32 = -1
+    }
+
+    private var nodes = [Node()]
+    private let tokens: [AddedToken]
+
+    /// `patterns[i]` is the text to find for `tokens[i]` (its normalized form where it applies).
+    init(tokens: [AddedToken], patterns: [String]) {
+        self.tokens = tokens
+        for (index, pattern) in patterns.enumerated() where !pattern.isEmpty {
+            var node = 0
+            for byte in pattern.utf8 {
+                if let child = nodes[node].children[byte] {
+                    node = Int(child)
+                } else {
+                    nodes.append(Node())
+                    nodes[node].children[byte] = Int32(nodes.count - 1)
+                    node = nodes.count - 1
+                }
+            }
+            if nodes[node].token < 0 { nodes[node].token = Int32(index) }
+        }
+    }
+
+    var isEmpty: Bool { nodes.count == 1 }
+
+    enum Segment {
+        case text(String)
+        case token(AddedToken)
+    }
+
+    /// Splits `text` into added tokens and the text between them (empty text dropped).
+    func split(_ text: String) -> [Segment] {
+        let bytes = Array(text.utf8)
+        guard !isEmpty, !bytes.isEmpty else { return bytes.isEmpty ? [] : [.text(text)] }
+        var segments: [Segment] = []
+        var consumed = 0  // start of the text not yet emitted
+        var position = 0
+        while position < bytes.count {
+            // Only start matches at scalar boundaries.
+            if bytes[position] & 0xC0 == 0x80 { position += 1; continue }
+            var node = 0
+            var matched: (token: Int, end: Int)?
+            var cursor = position
+            while cursor < bytes.count, let child = nodes[node].children[bytes[cursor]] {
+                node = Int(child)
+                cursor += 1
+                if nodes[node].token >= 0 { matched = (Int(nodes[node].token), cursor) }
+            }
+            guard let (index, end) = matched else { position += 1; continue }
+            let token = tokens[index]
+            var start = position
+            var stop = end
+            if token.singleWord {
+                let before = String(decoding: bytes[..<start], as: UTF8.self).unicodeScalars.last
+                let after = String(decoding: bytes[stop...], as: UTF8.self).unicodeScalars.first
+                if before.map(UnicodeClass.isWord) == true || after.map(UnicodeClass.isWord) == true {
+                    position += 1
+                    continue
+                }
+            }
+            if token.leftStrip {
+                let head = String(decoding: bytes[consumed..<start], as: UTF8.self)
+                var trimmed = head.unicodeScalars[...]
+                while let last = trimmed.last, UnicodeClass.isWhitespace(last) { trimmed.removeLast() }
+                start = consumed + String(trimmed).utf8.count
+            }
+            if token.rightStrip {
+                let tail = String(decoding: bytes[stop...], as: UTF8.self)
+                stop += tail.unicodeScalars.prefix(while: UnicodeClass.isWhitespace).reduce(0) { $0 + UTF8.width($1) }
+            }
+            if consumed < start { segments.append(.text(String(decoding: bytes[consumed..<start], as: UTF8.self))) }
+            segments.append(.token(token))
+            consumed = stop
+            position = stop
+        }
+        if consumed < bytes.count { segments.append(.text(String(decoding: bytes[consumed...], as: UTF8.self))) }
+        return segments
+    }
+}
