@@ -52,7 +52,8 @@ struct AddedTokenMatcher: Sendable {
 
     enum Segment {
         case text(String)
-        case token(AddedToken)
+        /// The token and the text it covers (with any whitespace `lstrip`/`rstrip` took).
+        case token(AddedToken, text: String)
     }
 
     /// Splits `text` into added tokens and the text between them (empty text dropped).
@@ -96,7 +97,7 @@ struct AddedTokenMatcher: Sendable {
                 stop += tail.unicodeScalars.prefix(while: UnicodeClass.isWhitespace).reduce(0) { $0 + UTF8.width($1) }
             }
             if consumed < start { segments.append(.text(String(decoding: bytes[consumed..<start], as: UTF8.self))) }
-            segments.append(.token(token))
+            segments.append(.token(token, text: String(decoding: bytes[start..<stop], as: UTF8.self)))
             consumed = stop
             position = stop
         }

@@ -39,13 +39,18 @@ enum TextPattern: @unchecked Sendable {
             }
             return ranges
         case let .regex(expression, _):
-            let utf16 = text.utf16
-            return expression.matches(in: text, range: NSRange(location: 0, length: utf16.count)).compactMap { match in
-                guard match.range.length > 0,
-                      let range = Range(match.range, in: text) else { return nil }
-                let start = text.utf8.distance(from: text.startIndex, to: range.lowerBound)
-                let end = start + text.utf8.distance(from: range.lowerBound, to: range.upperBound)
-                return start..<end
+            // UTF-16 offsets (NSRegularExpression's) to UTF-8 offsets, scalar by scalar: String
+            // index conversions would round to whole characters (e + U+0301 is one Character).
+            var utf8Offsets = [Int](repeating: 0, count: text.utf16.count + 1)
+            var (utf16, utf8) = (0, 0)
+            for scalar in text.unicodeScalars {
+                utf16 += UTF16.width(scalar)
+                utf8 += UTF8.width(scalar)
+                utf8Offsets[utf16] = utf8
+            }
+            return expression.matches(in: text, range: NSRange(location: 0, length: utf16)).compactMap { match in
+                guard match.range.length > 0 else { return nil }
+                return utf8Offsets[match.range.location]..<utf8Offsets[match.range.location + match.range.length]
             }
         }
     }

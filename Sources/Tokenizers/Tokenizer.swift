@@ -131,18 +131,18 @@ public final class Tokenizer: Sendable {
         var first = true
         for segment in rawMatcher.split(text) {
             switch segment {
-            case let .token(token):
+            case let .token(token, covered):
                 ids.append(token.id)
-                tokens.append(token.content)
+                tokens.append(covered)
             case let .text(piece):
                 let isFirst = first && text.utf8.starts(with: piece.utf8)
                 let normalized = normalizer?.normalize(piece) ?? piece
                 var firstInPiece = isFirst
                 for inner in normalizedMatcher.split(normalized) {
                     switch inner {
-                    case let .token(token):
+                    case let .token(token, covered):
                         ids.append(token.id)
-                        tokens.append(token.content)
+                        tokens.append(covered)
                     case let .text(part):
                         let startsPiece = firstInPiece && normalized.utf8.starts(with: part.utf8)
                         let pieces = preTokenizer?.preTokenize([PreToken(text: part, isFirst: startsPiece)]) ?? [PreToken(text: part, isFirst: startsPiece)]
