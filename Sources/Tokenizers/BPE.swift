@@ -7,8 +7,8 @@ final class BPEModel: @unchecked Sendable {
     let vocabulary: ByteStringTable
     /// id → token text.
     let tokens: [String?]
-    /// (left id, right id) packed in 64 bits → (rank, merged id).
-    private let merges: [UInt64: (rank: Int32, id: Int32)]
+    /// (left id, right id) → (rank, merged id).
+    private let merges: PairTable
     let unknownToken: String?
     let unknownID: Int32?
     let fuseUnknown: Bool
@@ -49,9 +49,8 @@ final class BPEModel: @unchecked Sendable {
         continuingSubwordPrefix = try reader.string("continuing_subword_prefix").flatMap { $0.isEmpty ? nil : $0 }
         endOfWordSuffix = try reader.string("end_of_word_suffix").flatMap { $0.isEmpty ? nil : $0 }
         let prefixLength = continuingSubwordPrefix?.utf8.count ?? 0
-        var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
         let mergeList = try reader.optional("merges")?.array() ?? []
-        merges.reserveCapacity(mergeList.count)
+        var merges = PairTable(capacity: mergeList.count)
         for (rank, entry) in mergeList.enumerated() {
             let pair: (String, String)
             if case let .string(text) = entry.value {
@@ -70,8 +69,7 @@ final class BPEModel: @unchecked Sendable {
             guard let id = vocabulary.value(merged) else {
                 throw entry.invalid("merged token \(merged.debugDescription) is missing from the vocabulary")
             }
-            let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
-            if merges[key] == nil { merges[key] = (Int32(rank), id) }
+            if merges[left, right] == nil { merges.insert(left, right, rank: Int32(rank), id: id) }
         }
         self.merges = merges
 
@@ -137,20 +135,41 @@ final class BPEModel: @unchecked Sendable {
         }
         if pendingUnknown, let unknownID { symbols.append(unknownID) }
 
-        while symbols.count > 1 {
-            var best: (rank: Int32, position: Int, id: Int32)? = nil
-            for position in 0..<(symbols.count - 1) {
-                let key = UInt64(UInt32(symbols[position])) << 32 | UInt64(UInt32(symbols[position + 1]))
-                if let merge = merges[key], merge.rank < (best?.rank ?? .max) {
-                    best = (merge.rank, position, merge.id)
-                }
-            }
-            guard let best else { break }
-            symbols[best.position] = best.id
-            symbols.remove(at: best.position + 1)
-        }
-        return symbols
+        return applyMerges(symbols)
     }
+
+    /// `Word::merge_all`: a min-heap of candidate merges by (rank, position), so long words
+    /// (a whole unsplit text) cost O(n log n). Symbols keep their original positions; a popped
+    /// candidate whose pair has changed since it was pushed is skipped.
+    private func applyMerges(_ initial: [Int32]) -> [Int32] {
+        let count = initial.count
+        guard count > 1 else { return initial }
+        var symbols = initial
+        var previous = (0..<count).map { $0 - 1 }
+        var next = (0..<count).map { $0 + 1 < count ? $0 + 1 : -1 }
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MergeHeap()
+        func candidate(_ position: Int) {
+            let right = next[position]
+            guard right >= 0 else { return }
+            if let merge = merges[symbols[position], symbols[right]] { heap.push((merge.rank, Int32(position), merge.id)) }
+        }
+        for position in 0..<(count - 1) { candidate(position) }
+        while let top = heap.pop() {
+            let position = Int(top.position)
+            guard alive[position], next[position] >= 0 else { continue }
+            let right = next[position]
+            guard let merge = merges[symbols[position], symbols[right]], merge.id == top.id else { continue }
+            symbols[position] = top.id
+            alive[right] = false
+            next[position] = next[right]
+            if next[right] >= 0 { previous[next[right]] = position }
+            if previous[position] >= 0 { candidate(previous[position]) }
+            candidate(position)
+        }
+        return (0..<count).compactMap { alive[$0] ? symbols[$0] : nil }
+    }
+
 
     @inline(__always)
     static func scalarLength(_ lead: UInt8) -> Int {
@@ -160,6 +179,88 @@ final class BPEModel: @unchecked Sendable {
         case 0xE0..<0xF0: 3
         default: 4
         }
+    }
+}
+
+/// Open addressing from a pair of token ids to its merge: cheaper than `Dictionary`'s SipHash
+/// on the hottest lookup of encoding.
+struct PairTable: Sendable {
+    private var keys: [UInt64]
+    private var values: [(rank: Int32, id: Int32)]
+    private let mask: Int
+    private static let empty = UInt64.max
+
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size *= 2 }
+        keys = [UInt64](repeating: Self.empty, count: size)
+        values = [(rank: Int32, id: Int32)](repeating: (0, 0), count: size)
+        mask = size - 1
+    }
+
+    @inline(__always)
+    private func slot(_ key: UInt64) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    subscript(left: Int32, right: Int32) -> (rank: Int32, id: Int32)? {
+        let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+        var index = slot(key)
+        while true {
+            let stored = keys[index]
+            if stored == key { return values[index] }
+            if stored == Self.empty { return nil }
+            index = (index + 1) & mask
+        }
+    }
+
+    /// Inserts a pair not yet present (capacity is fixed at the merge count).
+    mutating func insert(_ left: Int32, _ right: Int32, rank: Int32, id: Int32) {
+        let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+        var index = slot(key)
+        while keys[index] != Self.empty { index = (index + 1) & mask }
+        keys[index] = key
+        values[index] = (rank, id)
+    }
+}
+
+/// A binary min-heap of merge candidates ordered by (rank, position).
+struct MergeHeap {
+    private var items: [(rank: Int32, position: Int32, id: Int32)] = []
+
+    private static func less(_ a: (rank: Int32, position: Int32, id: Int32), _ b: (rank: Int32, position: Int32, id: Int32)) -> Bool {
+        a.rank != b.rank ? a.rank < b.rank : a.position < b.position
+    }
+
+    mutating func push(_ item: (rank: Int32, position: Int32, id: Int32)) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.less(items[child], items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (rank: Int32, position: Int32, id: Int32)? {
+        guard let first = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var smallest = parent
+                if left < items.count, Self.less(items[left], items[smallest]) { smallest = left }
+                if right < items.count, Self.less(items[right], items[smallest]) { smallest = right }
+                guard smallest != parent else { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return first
     }
 }
 
