@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "Generation", targets: ["Generation"]),
+        .library(name: "DefaultModel", targets: ["DefaultModel"]),
         .executable(name: "mamba2", targets: ["Mamba2CLI"]),
     ],
     dependencies: [
@@ -23,12 +25,18 @@ let package = Package(
         .target(name: "Tokenizers"),
         // Mamba2Config, weights by Hugging Face key, the model and its recurrent state.
         .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors"]),
+        // generate(), sampling, batching, streaming, state files, the text-generation pipeline.
+        .target(name: "Generation", dependencies: ["Mamba2", "Tokenizers", "SafeTensors"]),
+        // The small built-in model (scripts/train_default_model.py), shipped as a resource.
+        .target(name: "DefaultModel", resources: [.copy("Resources/mamba2-pycode")]),
         // The `mamba2` command-line tool.
         .executableTarget(
             name: "Mamba2CLI",
             dependencies: [
                 "Mamba2",
                 "Tokenizers",
+                "Generation",
+                "DefaultModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -36,6 +44,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel"]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI"]),
     ],
     swiftLanguageModes: [.v6]

@@ -9,6 +9,11 @@ public struct Mamba2State: Sendable, Equatable {
         public var conv: Tensor
         /// `[b, h, p, n]`.
         public var ssm: Tensor
+
+        public init(conv: Tensor, ssm: Tensor) {
+            self.conv = conv
+            self.ssm = ssm
+        }
     }
 
     public var layers: [Layer]

@@ -10,6 +10,11 @@ public struct Encoding: Sendable, Equatable {
 public struct BatchEncoding: Sendable, Equatable {
     public var inputIDs: [[Int]]
     public var attentionMask: [[Int]]
+
+    public init(inputIDs: [[Int]], attentionMask: [[Int]]) {
+        self.inputIDs = inputIDs
+        self.attentionMask = attentionMask
+    }
 }
 
 public enum PaddingSide: String, Sendable {

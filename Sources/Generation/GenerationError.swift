@@ -1,0 +1,17 @@
+/// Errors of generation: invalid settings, bad files, mismatched states. Each names the setting,
+/// the file or the field.
+public enum GenerationError: Error, Equatable, CustomStringConvertible {
+    case invalidSetting(name: String, reason: String)
+    case malformedFile(file: String, reason: String)
+    case stateMismatch(file: String, reason: String)
+    case invalidInput(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidSetting(name, reason): "invalid generation setting '\(name)': \(reason)"
+        case let .malformedFile(file, reason): "\(file): \(reason)"
+        case let .stateMismatch(file, reason): "\(file): state does not fit: \(reason)"
+        case let .invalidInput(reason): "invalid input: \(reason)"
+        }
+    }
+}

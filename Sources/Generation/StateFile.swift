@@ -1,0 +1,88 @@
+import Foundation
+import Mamba2
+import SafeTensors
+import Tensors
+
+/// A generation session saved to disk: a safetensors file holding every layer's conv and SSM
+/// state (`layers.{i}.conv` `[b, k − 1, conv_dim]`, `layers.{i}.ssm` `[b, h, p, n]`), the
+/// next-token scores (`next_logits` `[b, v]`), and in its metadata the token history and the
+/// model sizes it belongs to. Its size is fixed by the model, whatever the context length.
+public enum StateFile {
+    static let format = "swift-mamba2-state"
+    static let version = "1"
+
+    /// The config fields a state depends on, as `name=value` pairs.
+    static func fingerprint(_ config: Mamba2Config) -> [String: String] {
+        [
+            "hidden_size": "\(config.hiddenSize)", "num_hidden_layers": "\(config.numHiddenLayers)",
+            "num_heads": "\(config.numHeads)", "head_dim": "\(config.headDim)", "state_size": "\(config.stateSize)",
+            "n_groups": "\(config.nGroups)", "conv_kernel": "\(config.convKernel)", "vocab_size": "\(config.vocabSize)",
+        ]
+    }
+
+    public static func write(_ session: GenerationSession, for config: Mamba2Config, to url: URL) throws {
+        var tensors: [String: WeightView] = ["next_logits": WeightView(session.nextLogits)]
+        for (index, layer) in session.state.layers.enumerated() {
+            tensors["layers.\(index).conv"] = WeightView(layer.conv)
+            tensors["layers.\(index).ssm"] = WeightView(layer.ssm)
+        }
+        var metadata = fingerprint(config)
+        metadata["format"] = format
+        metadata["version"] = version
+        metadata["history"] = session.history.map { $0.map(String.init).joined(separator: ",") }.joined(separator: ";")
+        try SafeTensorsWriter.write(tensors, metadata: metadata, to: url)
+    }
+
+    /// Reads a state file and checks it against `config`; every mismatch is named.
+    public static func read(_ url: URL, for config: Mamba2Config) throws -> GenerationSession {
+        let file = try SafeTensorsFile(path: url.path)
+        let path = url.path
+        guard file.metadata["format"] == format else {
+            throw GenerationError.malformedFile(file: path, reason: "not a swift-mamba2 state file (metadata format is \(file.metadata["format"].map(\.debugDescription) ?? "missing"))")
+        }
+        guard file.metadata["version"] == version else {
+            throw GenerationError.malformedFile(file: path, reason: "state file version \(file.metadata["version"] ?? "?") is not \(version)")
+        }
+        for (key, value) in fingerprint(config).sorted(by: { $0.key < $1.key }) where file.metadata[key] != value {
+            throw GenerationError.stateMismatch(file: path, reason: "saved for \(key) = \(file.metadata[key] ?? "?"), the model has \(value)")
+        }
+        guard let historyText = file.metadata["history"] else {
+            throw GenerationError.malformedFile(file: path, reason: "metadata has no token history")
+        }
+        let history = try historyText.split(separator: ";", omittingEmptySubsequences: false).map { row in
+            try row.split(separator: ",").map { text -> Int in
+                guard let id = Int(text), id >= 0, id < config.vocabSize else {
+                    throw GenerationError.malformedFile(file: path, reason: "token history holds \(String(text).debugDescription), not a token id")
+                }
+                return id
+            }
+        }
+        let rows = history.count
+        func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
+            guard file.tensors[name] != nil else { throw GenerationError.malformedFile(file: path, reason: "missing tensor '\(name)'") }
+            let view = try file.view(name)
+            guard view.shape == shape, view.dtype == .float32 else {
+                throw GenerationError.stateMismatch(file: path, reason: "tensor '\(name)' is \(view.dtype.rawValue) \(view.shape), expected F32 \(shape)")
+            }
+            return view.tensor()
+        }
+        let layers = try (0..<config.numHiddenLayers).map { index in
+            Mamba2State.Layer(
+                conv: try tensor("layers.\(index).conv", [rows, config.convKernel - 1, config.convDim]),
+                ssm: try tensor("layers.\(index).ssm", [rows, config.numHeads, config.headDim, config.stateSize]))
+        }
+        let expected = Set(["next_logits"] + (0..<config.numHiddenLayers).flatMap { ["layers.\($0).conv", "layers.\($0).ssm"] })
+        if let extra = file.tensors.keys.sorted().first(where: { !expected.contains($0) }) {
+            throw GenerationError.malformedFile(file: path, reason: "unexpected tensor '\(extra)'")
+        }
+        return GenerationSession(
+            state: Mamba2State(layers: layers), nextLogits: try tensor("next_logits", [rows, config.vocabSize]),
+            history: history, pending: nil)
+    }
+
+    /// Bytes a state file's tensors take for `batch` sequences (the header adds well under 1 KB).
+    public static func tensorBytes(for config: Mamba2Config, batch: Int = 1) -> Int {
+        let perLayer = (config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize
+        return 4 * batch * (config.numHiddenLayers * perLayer + config.vocabSize)
+    }
+}

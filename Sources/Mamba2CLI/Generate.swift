@@ -1,0 +1,164 @@
+import ArgumentParser
+import DefaultModel
+import Foundation
+import Generation
+import Mamba2
+import Tokenizers
+
+/// `mamba2 generate`: text generation from a model folder (the built-in model by default).
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text after one or more prompts; streams to stdout, a summary to stderr.")
+
+    @Option(help: "Model folder (default: the built-in mamba2-pycode model).")
+    var model: String?
+
+    @Option(help: "A text prompt; repeat for a batch.")
+    var prompt: [String] = []
+
+    @Option(help: "A prompt as comma-separated token ids (for models without a tokenizer); repeat for a batch.")
+    var promptIDs: [String] = []
+
+    @Option(help: "Tokens to generate (default: the model's generation config).")
+    var maxNewTokens: Int?
+
+    @Flag(help: "Greedy decoding (arg-max).")
+    var greedy = false
+
+    @Option(help: "Sampling temperature (> 0).")
+    var temperature: Float?
+
+    @Option(help: "Keep the K most likely tokens (0 disables).")
+    var topK: Int?
+
+    @Option(help: "Keep the most likely tokens up to probability P, in (0, 1].")
+    var topP: Float?
+
+    @Option(help: "Drop tokens below M times the top token's probability, in [0, 1].")
+    var minP: Float?
+
+    @Option(help: "Penalty for repeating earlier tokens (> 0; 1 disables).")
+    var repetitionPenalty: Float?
+
+    @Option(help: "Seed of the sampler, for reproducible sampling.")
+    var seed: UInt64?
+
+    @Option(help: "Stop a row when its text contains this string; repeatable.")
+    var stop: [String] = []
+
+    @Option(help: "After generating, save the whole recurrent state (and token history) to this file.")
+    var saveState: String?
+
+    @Option(help: "Continue from a state saved with --save-state (prompts, if given, are appended to it).")
+    var loadState: String?
+
+    @Flag(help: "Print one JSON object instead of streaming text.")
+    var json = false
+
+    func validate() throws {
+        if !prompt.isEmpty && !promptIDs.isEmpty { throw CLIError("give --prompt or --prompt-ids, not both") }
+        if prompt.isEmpty && promptIDs.isEmpty && loadState == nil { throw CLIError("give --prompt, --prompt-ids or --load-state") }
+        if greedy && (temperature != nil || topK != nil || topP != nil || minP != nil) {
+            throw CLIError("--greedy cannot be combined with --temperature, --top-k, --top-p or --min-p")
+        }
+    }
+
+    func run() throws {
+        do {
+            try generate()
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+
+    private func generate() throws {
+        let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
+        let mamba = try Mamba2ForCausalLM(directory: directory)
+        let hasTokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
+        let tokenizer = hasTokenizer ? try Tokenizer(url: directory) : nil
+        let generator = Generator(model: mamba, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory) ?? .pipelineDefaults)
+
+        var config = generator.defaults
+        if let maxNewTokens { config.maxNewTokens = maxNewTokens }
+        if greedy { config.doSample = false }
+        if temperature != nil || topK != nil || topP != nil || minP != nil { config.doSample = true }
+        if let temperature { config.temperature = temperature }
+        if let topK { config.topK = topK }
+        if let topP { config.topP = topP }
+        if let minP { config.minP = minP }
+        if let repetitionPenalty { config.repetitionPenalty = repetitionPenalty }
+        if let seed { config.seed = seed }
+        if !stop.isEmpty { config.stopStrings = stop }
+        try config.validate()
+
+        let prompts: [[Int]]
+        if !promptIDs.isEmpty {
+            prompts = try promptIDs.map { try parseIntegerList($0, option: "--prompt-ids") }
+        } else if !prompt.isEmpty {
+            guard let tokenizer else { throw CLIError("\(directory.path) has no tokenizer.json: use --prompt-ids") }
+            // A continuation of a saved state gets no BOS in the middle of the text.
+            prompts = try prompt.map { try tokenizer.encode($0, addSpecialTokens: loadState == nil).ids }
+        } else {
+            prompts = []
+        }
+
+        let result: GenerationResult
+        let rows = max(prompts.count, 1)
+        let streaming = !json
+        var echoed = false
+        func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
+        var decoders = (0..<rows).map { _ in tokenizer?.streamingDecoder(skipSpecialTokens: true) }
+        let onToken: (Int, Int) throws -> Void = { row, token in
+            guard streaming, row == 0, rows == 1, decoders[0] != nil else { return }
+            if !echoed, !prompt.isEmpty { write(prompt[0]); echoed = true }
+            if let text = try decoders[0]!.step(token) { write(text) }
+        }
+        if let loadState {
+            var session = try StateFile.read(URL(fileURLWithPath: loadState), for: mamba.config)
+            if !prompts.isEmpty { session = try generator.extend(session, with: prompts) }
+            result = try generator.generate(from: session, config: config, onToken: onToken)
+        } else {
+            let lengths = prompts.map(\.count)
+            let width = lengths.max() ?? 0
+            guard width > 0 else { throw CLIError("a prompt must hold at least one token") }
+            let pad = config.padTokenID ?? 0
+            let padded = prompts.map { [Int](repeating: pad, count: width - $0.count) + $0 }
+            let mask = prompts.map { [Int](repeating: 0, count: width - $0.count) + [Int](repeating: 1, count: $0.count) }
+            result = try generator.generate(padded, attentionMask: lengths.allSatisfy { $0 == width } ? nil : mask, config: config, onToken: onToken)
+        }
+        if let saveState {
+            try StateFile.write(try generator.settle(result.session), for: mamba.config, to: URL(fileURLWithPath: saveState))
+        }
+
+        let texts = try result.tokens.map { try tokenizer?.decode($0, skipSpecialTokens: true) }
+        if json {
+            let entries = zip(result.tokens, zip(texts, result.finishReasons)).map { tokens, rest in
+                try! JSONLine.encode([
+                    "ids": .ints(tokens), "text": rest.0.map { .string($0) } ?? .raw("null"),
+                    "finish_reason": .string(rest.1.rawValue),
+                ])
+            }
+            print(try JSONLine.encode([
+                "results": .raw("[" + entries.joined(separator: ", ") + "]"),
+                "prefill_tokens_per_second": .double(result.prefillTokensPerSecond),
+                "decode_tokens_per_second": .double(result.decodeTokensPerSecond),
+            ]))
+        } else {
+            if rows == 1, decoders[0] != nil {
+                if !echoed, !prompt.isEmpty { write(prompt[0]) }
+                write("\n")
+            } else {
+                for (row, tokens) in result.tokens.enumerated() {
+                    let head = row < prompt.count ? prompt[row] : ""
+                    write((row > 0 ? "\n" : "") + head + (texts[row] ?? tokens.map(String.init).joined(separator: ",")) + "\n")
+                }
+            }
+            let summary = String(
+                format: "prompt tokens: %d, generated: %d, prefill: %.1f tokens/s, decode: %.1f tokens/s\n",
+                result.promptTokens, result.generatedTokens, result.prefillTokensPerSecond, result.decodeTokensPerSecond)
+            FileHandle.standardError.write(Data(summary.utf8))
+        }
+    }
+}

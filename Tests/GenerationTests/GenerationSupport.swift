@@ -1,0 +1,39 @@
+import Foundation
+import Generation
+import Mamba2
+
+let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+let modelFixtures = testsDirectory.appendingPathComponent("Fixtures/models")
+let generationFixtures = testsDirectory.appendingPathComponent("Fixtures/generation")
+
+/// One transformers `generate` golden (scripts/make_generation_goldens.py).
+struct GenerationCase: Decodable {
+    let name: String
+    let input_ids: [[Int]]
+    let attention_mask: [[Int]]?
+    let max_new_tokens: Int
+    let eos_token_id: Int?
+    let pad_token_id: Int?
+    let repetition_penalty: Float
+    let new_tokens: [[Int]]
+    let prompt: String?
+    let text: String?
+
+    var config: GenerationConfig {
+        var config = GenerationConfig()
+        config.maxNewTokens = max_new_tokens
+        config.eosTokenIDs = eos_token_id.map { [$0] } ?? []
+        config.padTokenID = pad_token_id
+        config.repetitionPenalty = repetition_penalty
+        return config
+    }
+}
+
+func generationCases(_ name: String) throws -> [GenerationCase] {
+    struct File: Decodable { let cases: [GenerationCase] }
+    return try JSONDecoder().decode(File.self, from: Data(contentsOf: generationFixtures.appendingPathComponent("\(name).json"))).cases
+}
+
+func temporaryURL(_ name: String) -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("generation-\(UUID().uuidString)-\(name)")
+}
