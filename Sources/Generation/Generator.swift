@@ -242,9 +242,13 @@ public struct Generator: Sendable {
     ) throws -> GenerationResult {
         guard let tokenizer else { throw GenerationError.invalidInput("streaming text needs a tokenizer, and this model folder has none") }
         var decoders = inputIDs.map { _ in tokenizer.streamingDecoder(skipSpecialTokens: true) }
-        return try generate(inputIDs, attentionMask: attentionMask, config: config) { row, token in
+        let result = try generate(inputIDs, attentionMask: attentionMask, config: config) { row, token in
             try Task.checkCancellation()
             if let text = try decoders[row].step(token), !text.isEmpty { try onText(row, text) }
         }
+        for row in decoders.indices {
+            if let rest = try decoders[row].finish(), !rest.isEmpty { try onText(row, rest) }
+        }
+        return result
     }
 }

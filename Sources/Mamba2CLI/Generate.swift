@@ -148,6 +148,7 @@ struct Generate: ParsableCommand {
         } else {
             if rows == 1, decoders[0] != nil {
                 if !echoed, !prompt.isEmpty { write(prompt[0]) }
+                if let rest = try decoders[0]!.finish() { write(rest) }
                 write("\n")
             } else {
                 for (row, tokens) in result.tokens.enumerated() {

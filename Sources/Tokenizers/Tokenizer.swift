@@ -251,4 +251,14 @@ public struct StreamingDecoder: Sendable {
         prefixIndex = newPrefixIndex
         return newText
     }
+
+    /// The text still held back at the end of the stream (e.g. a sequence that really ends in
+    /// U+FFFD, or bytes of an unfinished character), or nil when there is none.
+    public mutating func finish() throws -> String? {
+        guard !ids.isEmpty else { return nil }
+        let text = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        defer { ids = []; prefix = ""; prefixIndex = 0 }
+        guard text.utf8.count > prefix.utf8.count, text.utf8.starts(with: prefix.utf8) else { return nil }
+        return String(decoding: Array(text.utf8).dropFirst(prefix.utf8.count), as: UTF8.self)
+    }
 }

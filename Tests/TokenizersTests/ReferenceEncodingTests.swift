@@ -42,11 +42,15 @@ func sameText(_ a: String, _ b: String) -> Bool { Array(a.utf8) == Array(b.utf8)
 struct ReferenceEncodingTests {
     static let names = ["gpt-neox-20b", "gpt2", "mistral-v3", "mistral-v3-legacy"]
 
-    @Test("ids, tokens and decodings equal HF tokenizers", arguments: names)
-    func references(tokenizer name: String) async throws {
+    /// shared/tokenizers' reference set (69 lines per tokenizer) and our extended set (415 per
+    /// tokenizer, scripts/make_tokenizer_goldens.py).
+    static let files = [("reference-encodings.jsonl", 69), ("extended-encodings.jsonl", 415)]
+
+    @Test("ids, tokens and decodings equal HF tokenizers", arguments: names, files)
+    func references(tokenizer name: String, file: (name: String, lines: Int)) async throws {
         let tokenizer = try await TokenizerCache.shared.tokenizer(name)
-        let lines = try referenceEncodings("reference-encodings.jsonl").filter { $0.tokenizer == name }
-        #expect(lines.count == 69)
+        let lines = try referenceEncodings(file.name).filter { $0.tokenizer == name }
+        #expect(lines.count == file.lines)
         var failures = 0
         for line in lines {
             let encoding = try tokenizer.encode(line.text, addSpecialTokens: line.add_special_tokens)
@@ -63,10 +67,10 @@ struct ReferenceEncodingTests {
         #expect(failures == 0)
     }
 
-    @Test("streaming decode equals one-shot decode", arguments: names)
-    func streaming(tokenizer name: String) async throws {
+    @Test("streaming decode equals one-shot decode", arguments: names, files)
+    func streaming(tokenizer name: String, file: (name: String, lines: Int)) async throws {
         let tokenizer = try await TokenizerCache.shared.tokenizer(name)
-        for line in try referenceEncodings("reference-encodings.jsonl") where line.tokenizer == name {
+        for line in try referenceEncodings(file.name) where line.tokenizer == name {
             for skip in [false, true] {
                 var stream = tokenizer.streamingDecoder(skipSpecialTokens: skip)
                 var pieces: [String] = []
@@ -76,6 +80,7 @@ struct ReferenceEncodingTests {
                         pieces.append(piece)
                     }
                 }
+                if let rest = try stream.finish() { pieces.append(rest) }
                 let expected = skip ? line.decoded_skip_special : line.decoded
                 #expect(sameText(pieces.joined(), expected), "\(name) \(line.text.debugDescription) skip \(skip): \(pieces)")
             }
