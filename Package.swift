@@ -17,8 +17,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // Tensors, dtypes and the math: plain reference kernels that know nothing of models.
-        .target(name: "Tensors"),
+        // Fast C kernels: per-function target attributes and runtime CPU dispatch (no flags).
+        .target(name: "CKernels"),
+        // Tensors, dtypes and the math: plain reference kernels that know nothing of models, and
+        // their fast twins on CKernels.
+        .target(name: "Tensors", dependencies: ["CKernels"]),
         // Memory-mapped safetensors files: header validation, sharded index, writer.
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         // Hugging Face tokenizer.json: normalizers, pre-tokenizers, BPE, post-processors, decoders.

@@ -1,0 +1,64 @@
+// Fast CPU kernels for swift-mamba2: plain C with per-function target attributes and runtime
+// CPU-feature dispatch (AVX-512 on x86-64 where the CPU has it; portable C elsewhere). Each has a
+// reference twin in Swift (Sources/Tensors/Reference) with the same math.
+//
+// Shapes are row-major, outermost first. Sizes are element counts.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2 };
+
+/// The instruction set the dispatcher chose: 2 = AVX-512, 0 = portable C.
+int ck_isa(void);
+
+/// Restricts dispatch to the portable C kernels (restrict = 1) or lets it choose again (0), so
+/// tests can check both implementations on one machine.
+void ck_restrict_to_portable(int restrict_to_portable);
+
+/// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) for rows r < m and columns j in [j0, j1).
+/// x: [m, k] (row stride k); w: [n, k] in `dtype`; bias: [n] fp32 or NULL; y: row stride ldy.
+void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype,
+               const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
+
+/// Widens `count` elements of `src` (dtype) from element `offset` into dst.
+void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst);
+
+/// x[i] = x[i] · sigmoid(x[i]).
+void ck_silu(float *x, int64_t count);
+
+/// y[r, :] = x[r, :] / sqrt(mean over each group of x² + eps) · w, groups of `group` channels.
+/// x, y: [rows, d]; w: [d]. If z is not NULL, x is first multiplied by silu(z) ([rows, d]).
+void ck_rmsnorm(const float *x, const float *z, const float *w, float eps, int64_t rows, int64_t d,
+                int64_t group, float *y);
+
+/// Depthwise causal conv + SiLU over one sequence, continuing from `state`.
+/// x: [l, c] (row stride ldx); w: [k, c] (tap-major); bias: [c] or NULL; state: [k-1, c]
+/// (updated); y: [l, c] (row stride ldy). Channels [c0, c1) only.
+void ck_conv_silu(const float *x, int64_t l, int64_t ldx, const float *w, const float *bias, int64_t k, int64_t c,
+                  float *state, float *y, int64_t ldy, int64_t c0, int64_t c1);
+
+/// The chunked SSD for one (sequence, head), from `state` [p, n] (updated to the final state).
+/// x: [l, p] (row stride ldx); dt: [l] (stride lddt); B, C: [l, n] (row stride ldbc);
+/// y: [l, p] (row stride ldy), including D·x. A is the head's −exp(A_log).
+/// work: at least ck_ssd_workspace(q, p, n) floats.
+void ck_ssd_chunked(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B, const float *C,
+                    int64_t ldbc, int64_t l, int64_t p, int64_t n, int64_t q, float A, float D, float *state,
+                    float *y, int64_t ldy, float *work);
+int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n);
+
+/// One recurrent step for one head: S ← exp(dt·A)·S + dt·x ⊗ B; y = S·C + D·x.
+/// x: [p]; B, C: [n]; state: [p, n]; y: [p].
+void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
+                 int64_t n, float *state, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

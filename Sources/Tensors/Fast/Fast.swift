@@ -1,0 +1,268 @@
+import CKernels
+import Dispatch
+import Foundation
+
+/// The fast twins of `Reference`'s kernels, with the same signatures (plus a thread count), on
+/// the C kernels of `CKernels`: AVX-512 where the CPU has it, portable C elsewhere. Pointer-level
+/// entry points let the model's fast path reuse its buffers.
+public enum Fast {
+    /// The instruction set the kernels dispatch to on this CPU.
+    public static var instructionSet: String { ck_isa() == 2 ? "avx512" : "portable" }
+
+    /// Restricts the kernels to their portable C versions (for tests), or lifts the restriction.
+    public static func restrictToPortable(_ restrict: Bool) {
+        ck_restrict_to_portable(restrict ? 1 : 0)
+    }
+
+    /// All cores by default.
+    public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
+
+    /// Runs `body(range)` over `threads` consecutive slices of `0..<count` in parallel.
+    public static func parallelFor(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(threads, count))
+        guard parts > 1 else {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        // The slices touch disjoint memory; concurrentPerform returns only when all are done.
+        withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let start = count * part / parts
+                let end = count * (part + 1) / parts
+                if start < end { work.value(start..<end) }
+            }
+        }
+    }
+
+    static func code(_ dtype: DType) -> Int32 {
+        switch dtype {
+        case .float32: Int32(CK_F32)
+        case .bfloat16: Int32(CK_BF16)
+        case .float16: Int32(CK_F16)
+        }
+    }
+
+    // MARK: Linear
+
+    /// `y[r, :] = x[r, :] · Wᵀ + bias` for `m` rows, the output columns split across threads.
+    /// - x: `[m, k]`, weight: `[n, k]`, bias: `[n]` fp32, y: `[m, n]` (row stride `ldy`).
+    public static func linear(
+        x: UnsafePointer<Float>, rows m: Int, weight: WeightView, bias: UnsafePointer<Float>?,
+        y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int
+    ) {
+        let (n, k) = (weight.shape[0], weight.shape[1])
+        let dtype = code(weight.dtype)
+        let base = weight.bytes.baseAddress!
+        // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
+        let blocks = (n + 3) / 4
+        parallelFor(blocks, threads: threads) { range in
+            ck_linear(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+        }
+    }
+
+    /// Same as `Reference.linear`.
+    public static func linear(_ x: Tensor, weight: WeightView, bias: WeightView? = nil, threads: Int = defaultThreads) -> Tensor {
+        let (n, k) = (weight.shape[0], weight.shape[1])
+        precondition(x.shape.last == k, "linear: x \(x.shape) vs weight \(weight.shape)")
+        let m = x.count / max(k, 1)
+        var out = [Float](repeating: 0, count: m * n)
+        let biasValues = bias?.floats()
+        x.scalars.withUnsafeBufferPointer { xs in
+            out.withUnsafeMutableBufferPointer { ys in
+                if let biasValues {
+                    biasValues.withUnsafeBufferPointer { linear(x: xs.baseAddress!, rows: m, weight: weight, bias: $0.baseAddress, y: ys.baseAddress!, ldy: n, threads: threads) }
+                } else {
+                    linear(x: xs.baseAddress!, rows: m, weight: weight, bias: nil, y: ys.baseAddress!, ldy: n, threads: threads)
+                }
+            }
+        }
+        return Tensor(shape: Array(x.shape.dropLast()) + [n], scalars: out)
+    }
+
+    // MARK: Norms and activations
+
+    /// Same as `Reference.rmsNorm`.
+    public static func rmsNorm(_ x: Tensor, weight: WeightView, epsilon: Float, groupSize: Int? = nil) -> Tensor {
+        normalize(x, gate: nil, weight: weight, epsilon: epsilon, groupSize: groupSize ?? (x.shape.last ?? 1))
+    }
+
+    /// Same as `Reference.gatedRMSNorm`.
+    public static func gatedRMSNorm(_ y: Tensor, gate z: Tensor, weight: WeightView, epsilon: Float, groupSize: Int) -> Tensor {
+        normalize(y, gate: z, weight: weight, epsilon: epsilon, groupSize: groupSize)
+    }
+
+    private static func normalize(_ x: Tensor, gate: Tensor?, weight: WeightView, epsilon: Float, groupSize: Int) -> Tensor {
+        let d = x.shape.last ?? 0
+        var out = x.scalars
+        let w = weight.floats()
+        x.scalars.withUnsafeBufferPointer { xs in
+            out.withUnsafeMutableBufferPointer { ys in
+                w.withUnsafeBufferPointer { ws in
+                    if let gate {
+                        gate.scalars.withUnsafeBufferPointer { zs in
+                            ck_rmsnorm(xs.baseAddress, zs.baseAddress, ws.baseAddress, epsilon, Int64(x.count / max(d, 1)), Int64(d), Int64(groupSize), ys.baseAddress)
+                        }
+                    } else {
+                        ck_rmsnorm(xs.baseAddress, nil, ws.baseAddress, epsilon, Int64(x.count / max(d, 1)), Int64(d), Int64(groupSize), ys.baseAddress)
+                    }
+                }
+            }
+        }
+        return Tensor(shape: x.shape, scalars: out)
+    }
+
+    /// `x · sigmoid(x)` in place.
+    public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        ck_silu(x, Int64(count))
+    }
+
+    // MARK: Convolution
+
+    /// `Reference.causalConv1d` followed by SiLU. weight: `[c, k]` or `[c, 1, k]`.
+    public static func causalConv1dSiLU(_ x: Tensor, weight: WeightView, bias: WeightView?, state: Tensor, threads: Int = defaultThreads) -> (output: Tensor, state: Tensor) {
+        let (b, l, c) = (x.shape[0], x.shape[1], x.shape[2])
+        let k = weight.shape.last!
+        let taps = tapMajor(weight, channels: c, kernel: k)
+        let biasValues = bias?.floats()
+        var output = Tensor(zeros: [b, l, c])
+        var newState = state
+        for batch in 0..<b {
+            x.scalars.withUnsafeBufferPointer { xs in
+                output.scalars.withUnsafeMutableBufferPointer { ys in
+                    newState.scalars.withUnsafeMutableBufferPointer { ss in
+                        taps.withUnsafeBufferPointer { ws in
+                            convSiLU(
+                                x: xs.baseAddress! + batch * l * c, length: l, ldx: c, tapMajorWeight: ws.baseAddress!,
+                                bias: biasValues, kernel: k, channels: c, state: ss.baseAddress! + batch * (k - 1) * c,
+                                y: ys.baseAddress! + batch * l * c, ldy: c, threads: threads)
+                        }
+                    }
+                }
+            }
+        }
+        return (output, newState)
+    }
+
+    /// Conv weights `[c, 1, k]` rearranged tap-major `[k, c]` for the kernel.
+    public static func tapMajor(_ weight: WeightView, channels c: Int, kernel k: Int) -> [Float] {
+        let w = weight.floats()
+        var taps = [Float](repeating: 0, count: k * c)
+        for channel in 0..<c {
+            for tap in 0..<k { taps[tap * c + channel] = w[channel * k + tap] }
+        }
+        return taps
+    }
+
+    /// One sequence's conv + SiLU, channels split across threads.
+    public static func convSiLU(
+        x: UnsafePointer<Float>, length l: Int, ldx: Int, tapMajorWeight: UnsafePointer<Float>, bias: [Float]?,
+        kernel k: Int, channels c: Int, state: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int
+    ) {
+        let blocks = (c + 63) / 64
+        let body = { (biasPointer: UnsafePointer<Float>?) in
+            parallelFor(blocks, threads: threads) { range in
+                ck_conv_silu(x, Int64(l), Int64(ldx), tapMajorWeight, biasPointer, Int64(k), Int64(c), state, y, Int64(ldy),
+                             Int64(range.lowerBound * 64), Int64(min(c, range.upperBound * 64)))
+            }
+        }
+        if let bias { bias.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
+    }
+
+    // MARK: Selective scan
+
+    /// Same as `Reference.ssdChunked`; heads run in parallel.
+    public static func ssdChunked(_ s: SSMInputs, chunkSize q: Int, initialState: Tensor, threads: Int = defaultThreads) -> (y: Tensor, state: Tensor) {
+        scan(s, chunkSize: q, initialState: initialState, threads: threads)
+    }
+
+    /// Same as `Reference.ssmRecurrence`.
+    public static func ssmRecurrence(_ s: SSMInputs, initialState: Tensor, threads: Int = defaultThreads) -> (y: Tensor, state: Tensor) {
+        scan(s, chunkSize: nil, initialState: initialState, threads: threads)
+    }
+
+    private static func scan(_ s: SSMInputs, chunkSize: Int?, initialState: Tensor, threads: Int) -> (y: Tensor, state: Tensor) {
+        let (b, l, h, p, g, n) = (s.batch, s.length, s.heads, s.headDim, s.groups, s.stateSize)
+        var y = Tensor(zeros: [b, l, h, p])
+        var state = initialState
+        let D = s.D ?? [Float](repeating: 0, count: h)
+        s.x.scalars.withUnsafeBufferPointer { xs in
+            s.dt.scalars.withUnsafeBufferPointer { dts in
+                s.B.scalars.withUnsafeBufferPointer { Bs in
+                    s.C.scalars.withUnsafeBufferPointer { Cs in
+                        y.scalars.withUnsafeMutableBufferPointer { ys in
+                            state.scalars.withUnsafeMutableBufferPointer { ss in
+                                let heads = SSMHeads(
+                                    x: xs.baseAddress!, ldx: h * p, dt: dts.baseAddress!, lddt: h, B: Bs.baseAddress!, C: Cs.baseAddress!,
+                                    ldbc: g * n, length: l, heads: h, headDim: p, groups: g, stateSize: n, A: s.A, D: D,
+                                    state: ss.baseAddress!, y: ys.baseAddress!, ldy: h * p)
+                                heads.run(batch: b, chunkSize: chunkSize, threads: threads)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (y, state)
+    }
+}
+
+/// A value handed to the threads of `parallelFor`, which joins them before returning.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Strided views of one batch's scan inputs, for the per-head kernels. Sequence `r` of the batch
+/// starts `r · length` rows in; heads `[i·h/g, (i+1)·h/g)` read group `i`'s B and C.
+public struct SSMHeads: @unchecked Sendable {
+    public var x: UnsafePointer<Float>, ldx: Int
+    public var dt: UnsafePointer<Float>, lddt: Int
+    public var B: UnsafePointer<Float>, C: UnsafePointer<Float>, ldbc: Int
+    public var length: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int
+    public var A: [Float], D: [Float]
+    /// `[b, h, p, n]`.
+    public var state: UnsafeMutablePointer<Float>
+    public var y: UnsafeMutablePointer<Float>, ldy: Int
+
+    public init(
+        x: UnsafePointer<Float>, ldx: Int, dt: UnsafePointer<Float>, lddt: Int, B: UnsafePointer<Float>, C: UnsafePointer<Float>,
+        ldbc: Int, length: Int, heads: Int, headDim: Int, groups: Int, stateSize: Int, A: [Float], D: [Float],
+        state: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        (self.x, self.ldx, self.dt, self.lddt, self.B, self.C, self.ldbc) = (x, ldx, dt, lddt, B, C, ldbc)
+        (self.length, self.heads, self.headDim, self.groups, self.stateSize) = (length, heads, headDim, groups, stateSize)
+        (self.A, self.D, self.state, self.y, self.ldy) = (A, D, state, y, ldy)
+    }
+
+    /// Every (sequence, head) of `batch` sequences; `chunkSize` nil runs the recurrence token by
+    /// token (also used for single-token steps).
+    public func run(batch: Int, chunkSize: Int?, threads: Int) {
+        let (l, h, p, n) = (length, heads, headDim, stateSize)
+        let headsPerGroup = h / groups
+        let q = chunkSize ?? 1
+        let workspace = Int(ck_ssd_workspace(Int64(q), Int64(p), Int64(n)))
+        Fast.parallelFor(batch * h, threads: threads) { range in
+            let work = UnsafeMutablePointer<Float>.allocate(capacity: workspace)
+            defer { work.deallocate() }
+            for task in range {
+                let (row, head) = (task / h, task % h)
+                let group = head / headsPerGroup
+                let xh = x + row * l * ldx + head * p
+                let dth = dt + row * l * lddt + head
+                let Bh = B + row * l * ldbc + group * n
+                let Ch = C + row * l * ldbc + group * n
+                let sh = state + (row * h + head) * p * n
+                let yh = y + row * l * ldy + head * p
+                if chunkSize == nil || l == 1 {
+                    for t in 0..<l {
+                        ck_ssm_step(xh + t * ldx, dth[t * lddt], A[head], D[head], Bh + t * ldbc, Ch + t * ldbc, Int64(p), Int64(n), sh, yh + t * ldy)
+                    }
+                } else {
+                    ck_ssd_chunked(xh, Int64(ldx), dth, Int64(lddt), Bh, Ch, Int64(ldbc), Int64(l), Int64(p), Int64(n), Int64(q),
+                                   A[head], D[head], sh, yh, Int64(ldy), work)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Testing
+@testable import Tensors
+
+/// Every fast kernel against its reference twin, over odd sizes (tails of the 16-lane loops,
+/// the 4 × 4 blocks and the 64-row blocks) and every weight dtype.
+@Suite("fast kernels equal their reference twins", .serialized)
+struct FastKernelTests {
+    @Test("the portable C kernels equal the reference too (checked on this machine whatever its ISA)")
+    func portable() {
+        Fast.restrictToPortable(true)
+        defer { Fast.restrictToPortable(false) }
+        #expect(Fast.instructionSet == "portable")
+        linear(m: 5, k: 33, n: 9)
+        linear(m: 70, k: 100, n: 7)
+        norms(rows: 5, d: 36, group: 12)
+        conv(b: 2, l: 9, c: 70, k: 4)
+        silu()
+        scan(chunkSize: 4)
+    }
+
+    @Test("linear", arguments: [(1, 1, 1), (1, 16, 5), (3, 15, 9), (5, 33, 4), (70, 100, 7), (4, 48, 8), (2, 1536, 13)])
+    func linear(m: Int, k: Int, n: Int) {
+        var generator = SeededGenerator(seed: UInt64(m * 10_000 + k * 100 + n))
+        let x = randomTensor([m, k], using: &generator)
+        let w = randomTensor([n, k], using: &generator)
+        let bias = WeightView(randomTensor([n], using: &generator), as: .bfloat16)
+        for dtype in DType.allCases {
+            let weight = WeightView(w, as: dtype)
+            for threads in [1, 2] {
+                let fast = Fast.linear(x, weight: weight, bias: bias, threads: threads)
+                let reference = Reference.linear(x, weight: weight, bias: bias)
+                let d = difference(fast, reference)
+                #expect(d.max <= 1e-4 * Float(k).squareRoot(), "\(m)×\(k)×\(n) \(dtype) threads \(threads): max \(d.max) at \(d.at)")
+            }
+            #expect(Fast.linear(x, weight: weight, threads: 1).shape == [m, n])
+        }
+    }
+
+    @Test("RMSNorm and gated RMSNorm", arguments: [(1, 7, 7), (5, 36, 12), (3, 64, 16), (2, 33, 33)])
+    func norms(rows: Int, d: Int, group: Int) {
+        var generator = SeededGenerator(seed: UInt64(rows * 100 + d))
+        let x = randomTensor([rows, d], in: -3...3, using: &generator)
+        let z = randomTensor([rows, d], in: -3...3, using: &generator)
+        let w = WeightView(randomTensor([d], in: 0.5...1.5, using: &generator), as: .float16)
+        let plain = difference(Fast.rmsNorm(x, weight: w, epsilon: 1e-5, groupSize: group), Reference.rmsNorm(x, weight: w, epsilon: 1e-5, groupSize: group))
+        let gated = difference(
+            Fast.gatedRMSNorm(x, gate: z, weight: w, epsilon: 1e-6, groupSize: group),
+            Reference.gatedRMSNorm(x, gate: z, weight: w, epsilon: 1e-6, groupSize: group))
+        #expect(plain.max <= 1e-5, "plain: \(plain.max)")
+        #expect(gated.max <= 1e-5, "gated: \(gated.max)")
+    }
+
+    @Test("causal conv with SiLU, continuing from a state", arguments: [(1, 1, 3, 4), (2, 9, 70, 4), (1, 2, 5, 3), (2, 17, 130, 2)])
+    func conv(b: Int, l: Int, c: Int, k: Int) {
+        var generator = SeededGenerator(seed: UInt64(b * 1000 + l * 10 + c))
+        let x = randomTensor([b, l, c], using: &generator)
+        let weight = WeightView(randomTensor([c, 1, k], using: &generator))
+        let bias = WeightView(randomTensor([c], using: &generator))
+        let state = randomTensor([b, k - 1, c], using: &generator)
+        for threads in [1, 2] {
+            let fast = Fast.causalConv1dSiLU(x, weight: weight, bias: bias, state: state, threads: threads)
+            let reference = Reference.causalConv1d(x, weight: weight, bias: bias, state: state)
+            #expect(difference(fast.output, reference.output.map(Reference.silu)).max <= 1e-5)
+            #expect(fast.state == reference.state)
+        }
+        let noBias = Fast.causalConv1dSiLU(x, weight: weight, bias: nil, state: state)
+        #expect(difference(noBias.output, Reference.causalConv1d(x, weight: weight, bias: nil, state: state).output.map(Reference.silu)).max <= 1e-5)
+    }
+
+    @Test("silu matches x·sigmoid(x) over a wide range, including the vector exp's clamps")
+    func silu() {
+        var values: [Float] = stride(from: -120, through: 120, by: 0.37).map { Float($0) } + [0, -0.0, 1e-8, 88.7, -88.7, 200, -200]
+        let expected = values.map(Reference.silu)
+        values.withUnsafeMutableBufferPointer { Fast.silu($0.baseAddress!, count: $0.count) }
+        for (fast, reference) in zip(values, expected) {
+            #expect(abs(fast - reference) <= 1e-6 * max(1, abs(reference)), "\(fast) vs \(reference)")
+        }
+    }
+
+    @Test("chunked SSD and recurrence", arguments: [1, 3, 4, 7, 64])
+    func scan(chunkSize: Int) {
+        var generator = SeededGenerator(seed: UInt64(chunkSize))
+        let inputs = ReferenceKernelTests.scanInputs(batch: 2, length: 11, heads: 6, headDim: 5, groups: 3, stateSize: 17, seed: 29)
+        let initial = randomTensor([2, 6, 5, 17], using: &generator)
+        let reference = Reference.ssdChunked(inputs, chunkSize: chunkSize, initialState: initial)
+        for threads in [1, 2] {
+            let fast = Fast.ssdChunked(inputs, chunkSize: chunkSize, initialState: initial, threads: threads)
+            let dy = difference(fast.y, reference.y)
+            let ds = difference(fast.state, reference.state)
+            #expect(dy.max <= 1e-5, "chunk \(chunkSize) y: \(dy.max) at \(dy.at)")
+            #expect(ds.max <= 1e-5, "chunk \(chunkSize) state: \(ds.max) at \(ds.at)")
+        }
+        let step = Fast.ssmRecurrence(inputs, initialState: initial)
+        let sequential = Reference.ssmRecurrence(inputs, initialState: initial)
+        #expect(difference(step.y, sequential.y).max <= 1e-5)
+        #expect(difference(step.state, sequential.state).max <= 1e-5)
+    }
+}
