@@ -25,10 +25,15 @@ public struct Mamba2Output: Sendable {
 public struct Mamba2Model: Sendable {
     public let config: Mamba2Config
     public let weights: Mamba2Weights
+    /// Threads of the fast path (all cores by default).
+    public var threads: Int
+    let fast: Mamba2FastForward
 
-    public init(config: Mamba2Config, weights: Mamba2Weights) {
+    public init(config: Mamba2Config, weights: Mamba2Weights, threads: Int = Fast.defaultThreads) {
         self.config = config
         self.weights = weights
+        self.threads = max(1, threads)
+        fast = Mamba2FastForward(config: config, weights: weights)
     }
 
     /// Runs the model over a batch.
@@ -41,7 +46,8 @@ public struct Mamba2Model: Sendable {
         state: Mamba2State? = nil,
         useCache: Bool = false,
         outputHiddenStates: Bool = false,
-        scan: SSMScan = .chunked()
+        scan: SSMScan = .chunked(),
+        path: ForwardPath = .fast
     ) throws -> Mamba2Output {
         var hiddenStates = try embed(input)  // [b, l, d]
         let (b, l) = (hiddenStates.shape[0], hiddenStates.shape[1])
@@ -52,6 +58,12 @@ public struct Mamba2Model: Sendable {
         }
         var current = state ?? Mamba2State(config: config, batchSize: b)
 
+        if path == .fast {
+            let (output, all) = fast(hiddenStates, mask: mask, state: &current, scan: scan, threads: threads, collect: outputHiddenStates)
+            return Mamba2Output(
+                lastHiddenState: output, hiddenStates: outputHiddenStates ? all : nil,
+                state: state != nil || useCache ? current : nil)
+        }
         var all: [Tensor] = []
         for (index, block) in weights.layers.enumerated() {
             let residual = hiddenStates  // [b, l, d], fp32 (residual_in_fp32 holds by construction)
@@ -121,16 +133,16 @@ public struct Mamba2ForCausalLM: Sendable {
     public let backbone: Mamba2Model
     public var config: Mamba2Config { backbone.config }
 
-    public init(config: Mamba2Config, weights: Mamba2Weights) {
-        backbone = Mamba2Model(config: config, weights: weights)
+    public init(config: Mamba2Config, weights: Mamba2Weights, threads: Int = Fast.defaultThreads) {
+        backbone = Mamba2Model(config: config, weights: weights, threads: threads)
     }
 
     /// Loads a Hugging Face model folder: `config.json` (or mamba_ssm's) and its safetensors
     /// weights, memory-mapped.
-    public init(directory: URL) throws {
+    public init(directory: URL, threads: Int = Fast.defaultThreads) throws {
         let config = try Mamba2Config(directory: directory)
         let weights = try Mamba2Weights(config: config, checkpoint: try Checkpoint(directory: directory))
-        self.init(config: config, weights: weights)
+        self.init(config: config, weights: weights, threads: threads)
     }
 
     /// Runs the model; see `Mamba2Model.callAsFunction`. With `labels` (`[b][l]`, −100 to
@@ -142,12 +154,16 @@ public struct Mamba2ForCausalLM: Sendable {
         useCache: Bool = false,
         labels: [[Int]]? = nil,
         outputHiddenStates: Bool = false,
-        scan: SSMScan = .chunked()
+        scan: SSMScan = .chunked(),
+        path: ForwardPath = .fast
     ) throws -> Mamba2CausalLMOutput {
         let output = try backbone(
             input, attentionMask: attentionMask, state: state, useCache: useCache,
-            outputHiddenStates: outputHiddenStates, scan: scan)
-        let logits = Reference.linear(output.lastHiddenState, weight: backbone.weights.lmHead)  // [b, l, vocab]
+            outputHiddenStates: outputHiddenStates, scan: scan, path: path)
+        let logits = switch path {  // [b, l, vocab]
+        case .reference: Reference.linear(output.lastHiddenState, weight: backbone.weights.lmHead)
+        case .fast: Fast.linear(output.lastHiddenState, weight: backbone.weights.lmHead, threads: backbone.threads)
+        }
         let loss = try labels.map { try Self.causalLanguageModelingLoss(logits: logits, labels: $0) }
         return Mamba2CausalLMOutput(loss: loss, logits: logits, hiddenStates: output.hiddenStates, state: output.state)
     }

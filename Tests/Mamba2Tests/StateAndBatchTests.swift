@@ -9,44 +9,45 @@ import Tensors
 struct StateAndBatchTests {
     static let tolerance: Float = 1e-4
     static let models = ["g1-tied", "g3-untied-bias", "g2-fp32"]
+    static let paths = ForwardPath.allCases
 
-    @Test("prefill of any length then single-token steps equals one full forward", arguments: models)
-    func decodeFromEverySplit(fixture name: String) throws {
+    @Test("prefill of any length then single-token steps equals one full forward", arguments: models, paths)
+    func decodeFromEverySplit(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)
         let model = try fixture.model()
         let ids = fixture.case("single-len13").input_ids
-        let full = try model(.tokenIDs(ids)).logits
+        let full = try model(.tokenIDs(ids), path: path).logits
         for split in 0...ids[0].count {
             var state = Mamba2State(config: model.config, batchSize: 1)
             var pieces: [Tensor] = []
             if split > 0 {
-                let prefill = try model(.tokenIDs([Array(ids[0][0..<split])]), state: state)
+                let prefill = try model(.tokenIDs([Array(ids[0][0..<split])]), state: state, path: path)
                 state = try #require(prefill.state)
                 pieces.append(prefill.logits)
             }
             for position in split..<ids[0].count {
-                let step = try model(.tokenIDs([[ids[0][position]]]), state: state)
+                let step = try model(.tokenIDs([[ids[0][position]]]), state: state, path: path)
                 state = try #require(step.state)
                 pieces.append(step.logits)
             }
             let difference = Difference(concatenatePositions(pieces), full)
-            #expect(difference.max <= Self.tolerance, "\(name) split \(split): \(difference)")
+            #expect(difference.max <= Self.tolerance, "\(name) \(path) split \(split): \(difference)")
         }
     }
 
-    @Test("a multi-token continuation from a state equals one full forward", arguments: models)
-    func multiTokenContinuation(fixture name: String) throws {
+    @Test("a multi-token continuation from a state equals one full forward", arguments: models, paths)
+    func multiTokenContinuation(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)
         let model = try fixture.model()
         let ids = fixture.case("single-len13").input_ids[0]
-        let full = try model(.tokenIDs([ids]), useCache: true)
+        let full = try model(.tokenIDs([ids]), useCache: true, path: path)
         // Splits inside a chunk, across chunks, and shorter than the conv kernel.
         for parts in [[2, 11], [5, 3, 5], [1, 1, 1, 10], [7, 6]] {
             var state: Mamba2State? = nil
             var pieces: [Tensor] = []
             var start = 0
             for length in parts {
-                let output = try model(.tokenIDs([Array(ids[start..<(start + length)])]), state: state, useCache: true)
+                let output = try model(.tokenIDs([Array(ids[start..<(start + length)])]), state: state, useCache: true, path: path)
                 state = output.state
                 pieces.append(output.logits)
                 start += length
@@ -70,17 +71,17 @@ struct StateAndBatchTests {
         #expect(conv.scalars[(2 * convDim)...].contains { $0 != 0 })
     }
 
-    @Test("each row of a left-padded batch equals that row run alone (also with use_bias)", arguments: models)
-    func paddedRowsEqualRowsAlone(fixture name: String) throws {
+    @Test("each row of a left-padded batch equals that row run alone (also with use_bias)", arguments: models, paths)
+    func paddedRowsEqualRowsAlone(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)
         let model = try fixture.model()
         let batch = try #require(fixture.cases.first { $0.attention_mask != nil })
         let mask = batch.attention_mask!
-        let output = try model(.tokenIDs(batch.input_ids), attentionMask: mask, useCache: true)
+        let output = try model(.tokenIDs(batch.input_ids), attentionMask: mask, useCache: true, path: path)
         let length = batch.input_ids[0].count
         for row in 0..<batch.input_ids.count {
             let pads = mask[row].prefix { $0 == 0 }.count
-            let alone = try model(.tokenIDs([Array(batch.input_ids[row][pads...])]), useCache: true)
+            let alone = try model(.tokenIDs([Array(batch.input_ids[row][pads...])]), useCache: true, path: path)
             let padded = positions(output.logits.slice(outer: row, length: 1), pads..<length)
             let difference = Difference(padded, alone.logits)
             #expect(difference.max <= Self.tolerance, "\(name) row \(row) (\(pads) pads): \(difference)")
@@ -113,14 +114,14 @@ struct StateAndBatchTests {
         }
     }
 
-    @Test("the chunked SSD equals the sequential recurrence at chunk sizes 1, 3 and the config's", arguments: models)
-    func scans(fixture name: String) throws {
+    @Test("the chunked SSD equals the sequential recurrence at chunk sizes 1, 3 and the config's", arguments: models, paths)
+    func scans(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)
         let model = try fixture.model()
         let ids = fixture.case("single-len13").input_ids
-        let sequential = try model(.tokenIDs(ids), scan: .sequential).logits
+        let sequential = try model(.tokenIDs(ids), scan: .sequential, path: path).logits
         for chunkSize in [1, 3, model.config.chunkSize] {
-            let chunked = try model(.tokenIDs(ids), scan: .chunked(chunkSize: chunkSize)).logits
+            let chunked = try model(.tokenIDs(ids), scan: .chunked(chunkSize: chunkSize), path: path).logits
             let difference = Difference(chunked, sequential)
             #expect(difference.max <= Self.tolerance, "\(name) chunk \(chunkSize): \(difference)")
         }

@@ -112,6 +112,15 @@ public enum Fast {
         return Tensor(shape: x.shape, scalars: out)
     }
 
+    /// Pointer-level RMSNorm: `rows` rows of `width`, normalized per group; with `gate`, of
+    /// `x · silu(gate)`.
+    public static func rmsNorm(
+        x: UnsafePointer<Float>, gate: UnsafePointer<Float>?, weight: UnsafePointer<Float>, epsilon: Float,
+        rows: Int, width: Int, groupSize: Int, y: UnsafeMutablePointer<Float>
+    ) {
+        ck_rmsnorm(x, gate, weight, epsilon, Int64(rows), Int64(width), Int64(groupSize), y)
+    }
+
     /// `x · sigmoid(x)` in place.
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         ck_silu(x, Int64(count))
