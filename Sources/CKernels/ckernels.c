@@ -11,17 +11,29 @@
 #define CK_X86 1
 #include <immintrin.h>
 #define CK_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,f16c")))
+#define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
 #endif
 
 #define CK_INLINE static inline __attribute__((always_inline))
+
+#ifdef CK_X86
+CK_INLINE CK_AVX2 float hsum256(__m256 v) {
+    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+    return _mm_cvtss_f32(sum);
+}
+#endif
 
 // MARK: - dispatch
 
 static int ck_isa_value = -1;
 
-void ck_restrict_to_portable(int restrict_to_portable) {
+static int ck_isa_limit = 2;
+
+void ck_limit_isa(int level) {
+    ck_isa_limit = level < 0 ? 2 : level;
     ck_isa_value = -1;
-    if (restrict_to_portable) ck_isa_value = 0;
 }
 
 int ck_isa(void) {
@@ -32,9 +44,11 @@ int ck_isa(void) {
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
             isa = 2;
+        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+            isa = 1;
         }
 #endif
-        ck_isa_value = isa;
+        ck_isa_value = isa < ck_isa_limit ? isa : ck_isa_limit;
     }
     return ck_isa_value;
 }
@@ -74,31 +88,86 @@ CK_INLINE float load_scalar(const void *w, int32_t dtype, int64_t index) {
     }
 }
 
+#ifdef CK_X86
+static CK_AVX512 float sum_avx512(const float *x, int64_t count) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 64 <= count; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(x + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(x + i + 48));
+    }
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < count; i++) sum += x[i];
+    return sum;
+}
+#endif
+
+#ifdef CK_X86
+static CK_AVX2 float sum_avx2(const float *x, int64_t count) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < count; i++) sum += x[i];
+    return sum;
+}
+#endif
+
+float ck_sum(const float *x, int64_t count) {
+#ifdef CK_X86
+    if (ck_isa() == 2) return sum_avx512(x, count);
+    if (ck_isa() == 1) return sum_avx2(x, count);
+#endif
+    float partial[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        for (int j = 0; j < 8; j++) partial[j] += x[i + j];
+    float sum = 0;
+    for (int j = 0; j < 8; j++) sum += partial[j];
+    for (; i < count; i++) sum += x[i];
+    return sum;
+}
+
 void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst) {
     for (int64_t i = 0; i < count; i++) dst[i] = load_scalar(src, dtype, offset + i);
 }
 
 // MARK: - linear
 
-static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias,
-                           float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    float row[512];
+// Eight partial sums side by side, so the compiler vectorizes the dot product with whatever
+// the baseline offers (SSE2, NEON) without reassociating a single sum.
+CK_INLINE float dot_generic(const float *x, const float *w, int64_t k) {
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t c = 0;
+    for (; c + 8 <= k; c += 8)
+        for (int lane = 0; lane < 8; lane++) part[lane] += x[c + lane] * w[c + lane];
+    float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; c < k; c++) sum += x[c] * w[c];
+    return sum;
+}
+
+static void linear_generic(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw, int32_t dtype,
+                           const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    enum { SPAN = 1024 };
+    float row[SPAN];
+    const float *wf = (const float *)w;
     for (int64_t j = j0; j < j1; j++) {
-        float acc_rows[8];
-        for (int64_t r0 = 0; r0 < m; r0 += 8) {
-            int64_t rows = m - r0 < 8 ? m - r0 : 8;
-            for (int64_t r = 0; r < rows; r++) acc_rows[r] = 0;
-            for (int64_t c0 = 0; c0 < k; c0 += 512) {
-                int64_t span = k - c0 < 512 ? k - c0 : 512;
-                ck_widen(w, dtype, j * k + c0, span, row);
-                for (int64_t r = 0; r < rows; r++) {
-                    const float *xr = x + (r0 + r) * k + c0;
-                    float acc = 0;
-                    for (int64_t c = 0; c < span; c++) acc += xr[c] * row[c];
-                    acc_rows[r] += acc;
-                }
+        for (int64_t r = 0; r < m; r++) y[r * ldy + j] = bias ? bias[j] : 0.0f;
+        for (int64_t c0 = 0; c0 < k; c0 += SPAN) {
+            const int64_t span = k - c0 < SPAN ? k - c0 : SPAN;
+            const float *wr = wf + j * ldw + c0;
+            if (dtype != CK_F32) {
+                ck_widen(w, dtype, j * ldw + c0, span, row);
+                wr = row;
             }
-            for (int64_t r = 0; r < rows; r++) y[(r0 + r) * ldy + j] = acc_rows[r] + (bias ? bias[j] : 0.0f);
+            for (int64_t r = 0; r < m; r++) y[r * ldy + j] += dot_generic(x + r * ldx + c0, wr, span);
         }
     }
 }
@@ -113,8 +182,8 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
 // A 4 (input rows) × 4 (weight rows) block, 1 × 4, 4 × 1 and 1 × 1, for one weight dtype. The
 // sums over k run 16 lanes wide; a k not divisible by 16 finishes in scalar code.
 #define CK_DEFINE_LINEAR(NAME, LOAD, DTYPE)                                                                        \
-    static CK_AVX512 void NAME(const float *x, int64_t m, int64_t k, const void *w, const float *bias, float *y,    \
-                               int64_t ldy, int64_t j0, int64_t j1) {                                              \
+    static CK_AVX512 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,          \
+                               const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                                              \
         const int64_t k16 = k & ~(int64_t)15;                                                                      \
         const int64_t block = 64;                                                                                  \
         for (int64_t mb = 0; mb < m; mb += block) {                                                                \
@@ -128,8 +197,8 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
                         for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();                               \
                     for (int64_t c = 0; c < k16; c += 16) {                                                        \
                         __m512 wv[4], xv[4];                                                                       \
-                        for (int b = 0; b < 4; b++) wv[b] = LOAD(w, (j + b) * k + c);                              \
-                        for (int a = 0; a < 4; a++) xv[a] = _mm512_loadu_ps(x + (r + a) * k + c);                  \
+                        for (int b = 0; b < 4; b++) wv[b] = LOAD(w, (j + b) * ldw + c);                              \
+                        for (int a = 0; a < 4; a++) xv[a] = _mm512_loadu_ps(x + (r + a) * ldx + c);                  \
                         for (int a = 0; a < 4; a++)                                                                \
                             for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv[a], wv[b], acc[a][b]);       \
                     }                                                                                              \
@@ -137,7 +206,7 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
                         for (int b = 0; b < 4; b++) {                                                              \
                             float sum = _mm512_reduce_add_ps(acc[a][b]);                                           \
                             for (int64_t c = k16; c < k; c++)                                                      \
-                                sum += x[(r + a) * k + c] * load_scalar(w, DTYPE, (j + b) * k + c);                \
+                                sum += x[(r + a) * ldx + c] * load_scalar(w, DTYPE, (j + b) * ldw + c);                \
                             y[(r + a) * ldy + j + b] = sum + (bias ? bias[j + b] : 0.0f);                          \
                         }                                                                                          \
                 }                                                                                                  \
@@ -145,12 +214,12 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
                     __m512 acc[4];                                                                                 \
                     for (int b = 0; b < 4; b++) acc[b] = _mm512_setzero_ps();                                      \
                     for (int64_t c = 0; c < k16; c += 16) {                                                        \
-                        __m512 xv = _mm512_loadu_ps(x + r * k + c);                                                \
-                        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, LOAD(w, (j + b) * k + c), acc[b]); \
+                        __m512 xv = _mm512_loadu_ps(x + r * ldx + c);                                                \
+                        for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, LOAD(w, (j + b) * ldw + c), acc[b]); \
                     }                                                                                              \
                     for (int b = 0; b < 4; b++) {                                                                  \
                         float sum = _mm512_reduce_add_ps(acc[b]);                                                  \
-                        for (int64_t c = k16; c < k; c++) sum += x[r * k + c] * load_scalar(w, DTYPE, (j + b) * k + c); \
+                        for (int64_t c = k16; c < k; c++) sum += x[r * ldx + c] * load_scalar(w, DTYPE, (j + b) * ldw + c); \
                         y[r * ldy + j + b] = sum + (bias ? bias[j + b] : 0.0f);                                    \
                     }                                                                                              \
                 }                                                                                                  \
@@ -159,9 +228,9 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
                 for (int64_t r = mb; r < me; r++) {                                                                \
                     __m512 acc = _mm512_setzero_ps();                                                              \
                     for (int64_t c = 0; c < k16; c += 16)                                                          \
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * k + c), LOAD(w, j * k + c), acc);            \
+                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + r * ldx + c), LOAD(w, j * ldw + c), acc);            \
                     float sum = _mm512_reduce_add_ps(acc);                                                         \
-                    for (int64_t c = k16; c < k; c++) sum += x[r * k + c] * load_scalar(w, DTYPE, j * k + c);      \
+                    for (int64_t c = k16; c < k; c++) sum += x[r * ldx + c] * load_scalar(w, DTYPE, j * ldw + c);      \
                     y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                \
                 }                                                                                                  \
             }                                                                                                      \
@@ -171,20 +240,102 @@ static void linear_generic(const float *x, int64_t m, int64_t k, const void *w, 
 CK_DEFINE_LINEAR(linear_f32_avx512, CK_LOAD_F32, CK_F32)
 CK_DEFINE_LINEAR(linear_bf16_avx512, CK_LOAD_BF16, CK_BF16)
 CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
+
+// AVX2 + FMA: 8 lanes, a 4 (input rows) × 2 (weight rows) block to stay within 16 registers.
+#define CK_LOAD8_F32(w, index) _mm256_loadu_ps((const float *)(w) + (index))
+#define CK_LOAD8_BF16(w, index) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (index)))), 16))
+#define CK_LOAD8_F16(w, index) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (index))))
+
+#define CK_DEFINE_LINEAR_AVX2(NAME, LOAD, DTYPE)                                                                   \
+    static CK_AVX2 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,            \
+                             const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                                                \
+        const int64_t k8 = k & ~(int64_t)7;                                                                        \
+        const int64_t block = 64;                                                                                  \
+        for (int64_t mb = 0; mb < m; mb += block) {                                                                \
+            const int64_t me = mb + block < m ? mb + block : m;                                                    \
+            int64_t j = j0;                                                                                        \
+            for (; j + 2 <= j1; j += 2) {                                                                          \
+                int64_t r = mb;                                                                                    \
+                for (; r + 4 <= me; r += 4) {                                                                      \
+                    __m256 acc[4][2];                                                                              \
+                    for (int a = 0; a < 4; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();                       \
+                    for (int64_t c = 0; c < k8; c += 8) {                                                          \
+                        const __m256 w0 = LOAD(w, j * ldw + c), w1 = LOAD(w, (j + 1) * ldw + c);                      \
+                        for (int a = 0; a < 4; a++) {                                                              \
+                            const __m256 xv = _mm256_loadu_ps(x + (r + a) * ldx + c);                                \
+                            acc[a][0] = _mm256_fmadd_ps(xv, w0, acc[a][0]);                                        \
+                            acc[a][1] = _mm256_fmadd_ps(xv, w1, acc[a][1]);                                        \
+                        }                                                                                          \
+                    }                                                                                              \
+                    for (int a = 0; a < 4; a++)                                                                    \
+                        for (int b = 0; b < 2; b++) {                                                              \
+                            float sum = hsum256(acc[a][b]);                                                        \
+                            for (int64_t c = k8; c < k; c++)                                                       \
+                                sum += x[(r + a) * ldx + c] * load_scalar(w, DTYPE, (j + b) * ldw + c);                \
+                            y[(r + a) * ldy + j + b] = sum + (bias ? bias[j + b] : 0.0f);                          \
+                        }                                                                                          \
+                }                                                                                                  \
+                for (; r < me; r++) {                                                                              \
+                    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
+                    for (int64_t c = 0; c < k8; c += 8) {                                                          \
+                        const __m256 xv = _mm256_loadu_ps(x + r * ldx + c);                                          \
+                        acc0 = _mm256_fmadd_ps(xv, LOAD(w, j * ldw + c), acc0);                                      \
+                        acc1 = _mm256_fmadd_ps(xv, LOAD(w, (j + 1) * ldw + c), acc1);                                \
+                    }                                                                                              \
+                    float s0 = hsum256(acc0), s1 = hsum256(acc1);                                                  \
+                    for (int64_t c = k8; c < k; c++) {                                                             \
+                        s0 += x[r * ldx + c] * load_scalar(w, DTYPE, j * ldw + c);                                     \
+                        s1 += x[r * ldx + c] * load_scalar(w, DTYPE, (j + 1) * ldw + c);                               \
+                    }                                                                                              \
+                    y[r * ldy + j] = s0 + (bias ? bias[j] : 0.0f);                                                 \
+                    y[r * ldy + j + 1] = s1 + (bias ? bias[j + 1] : 0.0f);                                         \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (; j < j1; j++) {                                                                                  \
+                for (int64_t r = mb; r < me; r++) {                                                                \
+                    __m256 acc = _mm256_setzero_ps();                                                              \
+                    for (int64_t c = 0; c < k8; c += 8)                                                            \
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + c), LOAD(w, j * ldw + c), acc);            \
+                    float sum = hsum256(acc);                                                                      \
+                    for (int64_t c = k8; c < k; c++) sum += x[r * ldx + c] * load_scalar(w, DTYPE, j * ldw + c);       \
+                    y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
+CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
+CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
 #endif
 
-void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
-               int64_t ldy, int64_t j0, int64_t j1) {
+/// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) with row strides: the one matrix product every
+/// other kernel (projections, the SSD's four products) is built on.
+static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw, int32_t dtype,
+                    const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
 #ifdef CK_X86
     if (ck_isa() == 2) {
         switch (dtype) {
-        case CK_BF16: linear_bf16_avx512(x, m, k, w, bias, y, ldy, j0, j1); return;
-        case CK_F16: linear_f16_avx512(x, m, k, w, bias, y, ldy, j0, j1); return;
-        default: linear_f32_avx512(x, m, k, w, bias, y, ldy, j0, j1); return;
+        case CK_BF16: linear_bf16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        case CK_F16: linear_f16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        default: linear_f32_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        }
+    }
+    if (ck_isa() == 1) {
+        switch (dtype) {
+        case CK_BF16: linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        case CK_F16: linear_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        default: linear_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         }
     }
 #endif
-    linear_generic(x, m, k, w, dtype, bias, y, ldy, j0, j1);
+    linear_generic(x, ldx, m, k, w, ldw, dtype, bias, y, ldy, j0, j1);
+}
+
+void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
+               int64_t ldy, int64_t j0, int64_t j1) {
+    gemm_nt(x, k, m, k, w, k, dtype, bias, y, ldy, j0, j1);
 }
 
 // MARK: - exp, SiLU
@@ -215,6 +366,39 @@ static CK_AVX512 void exp_row_avx512(float *v, int64_t count) {
     }
 }
 
+CK_INLINE CK_AVX2 __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365478515625f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n through the exponent field; n is within [-126, 127] after the clamp.
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+static CK_AVX2 void exp_row_avx2(float *v, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(v + i, exp256(_mm256_loadu_ps(v + i)));
+    for (; i < count; i++) v[i] = expf(v[i]);
+}
+
+static CK_AVX2 void silu_avx2(float *x, int64_t count) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), v)))));
+    }
+    for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 static CK_AVX512 void silu_avx512(float *x, int64_t count) {
     const __m512 one = _mm512_set1_ps(1.0f);
     int64_t i = 0;
@@ -235,6 +419,7 @@ typedef void (*exp_row_fn)(float *, int64_t);
 static exp_row_fn exp_row(void) {
 #ifdef CK_X86
     if (ck_isa() == 2) return exp_row_avx512;
+    if (ck_isa() == 1) return exp_row_avx2;
 #endif
     return exp_row_generic;
 }
@@ -242,6 +427,7 @@ static exp_row_fn exp_row(void) {
 void ck_silu(float *x, int64_t count) {
 #ifdef CK_X86
     if (ck_isa() == 2) { silu_avx512(x, count); return; }
+    if (ck_isa() == 1) { silu_avx2(x, count); return; }
 #endif
     for (int64_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
@@ -306,40 +492,39 @@ void ck_conv_silu(const float *x, int64_t l, int64_t ldx, const float *w, const 
 
 // MARK: - SSD
 
-int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n) { return n * q + 4 * q + 1 + n * p; }
+int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n) { return q * q + 3 * p * q + n * q + p * n + 3 * q + 1; }
 
+// The chunked SSD with its four products done by gemm_nt (so they run on the same register-
+// blocked micro-kernels as the projections), in the steps of transformers' torch_forward.
 CK_INLINE void ssd_impl(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B, const float *C,
                         int64_t ldbc, int64_t l, int64_t p, int64_t n, int64_t q, float A, float D, float *state,
                         float *y, int64_t ldy, float *work, exp_row_fn exp_row_f) {
-    float *Bt = work;            // [n, q]  B of the chunk, transposed
-    float *a = Bt + n * q;       // [q]     A·dt
+    float *G = work;             // [q, q]  C·Bᵀ of the chunk, then M
+    float *Xt = G + q * q;       // [p, q]  x of the chunk, transposed
+    float *Xw = Xt + p * q;      // [p, q]  the same, weighted by exp(cum_last − cum_s)·dt_s
+    float *Yoff = Xw + p * q;    // [q, p]  C·Sᵀ
+    float *Bt = Yoff + q * p;    // [n, q]  B of the chunk, transposed
+    float *Sc = Bt + n * q;      // [p, n]  the chunk's own contribution to the state
+    float *a = Sc + p * n;       // [q]     A·dt
     float *cum = a + q;          // [q]     cumulative sum of a within the chunk
-    float *row = cum + q;        // [q]     one row of G, then of M
-    float *L = row + q;          // [q + 1] exp(segsum) of one row; the chunk's decays
-    float *St = L + q + 1;       // [n, p]  the state entering the chunk, transposed
+    float *L = cum + q;          // [q + 1] exp(segsum) of one row; the chunk's decays
     for (int64_t c0 = 0; c0 < l; c0 += q) {
         const int64_t len = l - c0 < q ? l - c0 : q;
+        const float *Cc = C + c0 * ldbc, *Bc = B + c0 * ldbc, *xc = x + c0 * ldx;
         float running = 0;
         for (int64_t s = 0; s < len; s++) {
             a[s] = A * dt[(c0 + s) * lddt];
             running += a[s];
             cum[s] = running;
         }
-        for (int64_t s = 0; s < len; s++)
-            for (int64_t j = 0; j < n; j++) Bt[j * q + s] = B[(c0 + s) * ldbc + j];
-        for (int64_t i = 0; i < p; i++)
-            for (int64_t j = 0; j < n; j++) St[j * p + i] = state[i * n + j];
+        for (int64_t s = 0; s < len; s++) {
+            for (int64_t i = 0; i < p; i++) Xt[i * q + s] = xc[s * ldx + i];
+            for (int64_t j = 0; j < n; j++) Bt[j * q + s] = Bc[s * ldbc + j];
+        }
 
+        // 1. Diagonal blocks: M = (C·Bᵀ) ⊙ exp(segsum(a)) ⊙ dt, lower-triangular; Y_diag = M·x.
+        gemm_nt(Cc, ldbc, len, n, Bc, ldbc, CK_F32, NULL, G, q, 0, len);
         for (int64_t t = 0; t < len; t++) {
-            const float *Ct = C + (c0 + t) * ldbc;
-            float *yt = y + (c0 + t) * ldy;
-            // 1. Diagonal block: M[t, s] = (C_t · B_s) · exp(Σ_{r=s+1..t} a_r) · dt_s, s ≤ t.
-            for (int64_t s = 0; s <= t; s++) row[s] = 0;
-            for (int64_t j = 0; j < n; j++) {
-                const float cj = Ct[j];
-                const float *bj = Bt + j * q;
-                for (int64_t s = 0; s <= t; s++) row[s] += cj * bj[s];
-            }
             float seg = 0;
             L[t] = 0;
             for (int64_t s = t - 1; s >= 0; s--) {
@@ -347,39 +532,33 @@ CK_INLINE void ssd_impl(const float *x, int64_t ldx, const float *dt, int64_t ld
                 L[s] = seg;
             }
             exp_row_f(L, t + 1);
-            for (int64_t s = 0; s <= t; s++) row[s] *= L[s] * dt[(c0 + s) * lddt];
-            // Y_diag = Σ_s M[t, s] · x_s, then 4. Y_off = exp(cum_t) · C_t · S_start, and D · x_t.
-            for (int64_t i = 0; i < p; i++) yt[i] = D * x[(c0 + t) * ldx + i];
-            for (int64_t s = 0; s <= t; s++) {
-                const float m = row[s];
-                const float *xs = x + (c0 + s) * ldx;
-                for (int64_t i = 0; i < p; i++) yt[i] += m * xs[i];
-            }
-            L[0] = cum[t];
-            exp_row_f(L, 1);
-            const float decay = L[0];
-            for (int64_t j = 0; j < n; j++) {
-                const float cj = Ct[j] * decay;
-                const float *sj = St + j * p;
-                for (int64_t i = 0; i < p; i++) yt[i] += cj * sj[i];
-            }
+            float *Gt = G + t * q;
+            for (int64_t s = 0; s <= t; s++) Gt[s] *= L[s] * dt[(c0 + s) * lddt];
+            for (int64_t s = t + 1; s < len; s++) Gt[s] = 0;
         }
+        gemm_nt(G, q, len, len, Xt, q, CK_F32, NULL, y + c0 * ldy, ldy, 0, p);
+
+        // 4. Off-diagonal: Y_off = exp(cum_t) · C_t · S (the state entering the chunk); plus D·x.
+        gemm_nt(Cc, ldbc, len, n, state, n, CK_F32, NULL, Yoff, p, 0, p);
+        for (int64_t t = 0; t < len; t++) L[t] = cum[t];
+        exp_row_f(L, len);
+        for (int64_t t = 0; t < len; t++) {
+            float *yt = y + (c0 + t) * ldy;
+            const float *xt = xc + t * ldx;
+            const float decay = L[t];
+            for (int64_t i = 0; i < p; i++) yt[i] += decay * Yoff[t * p + i] + D * xt[i];
+        }
+
         // 2–3. The state after the chunk: exp(cum_last) · S + Σ_s exp(cum_last − cum_s) · dt_s · x_s ⊗ B_s.
         for (int64_t s = 0; s < len; s++) L[s] = cum[len - 1] - cum[s];
         L[len] = cum[len - 1];
         exp_row_f(L, len + 1);
+        for (int64_t s = 0; s < len; s++) L[s] *= dt[(c0 + s) * lddt];
+        for (int64_t i = 0; i < p; i++)
+            for (int64_t s = 0; s < len; s++) Xw[i * q + s] = Xt[i * q + s] * L[s];
+        gemm_nt(Xw, q, p, len, Bt, q, CK_F32, NULL, Sc, n, 0, n);
         const float total = L[len];
-        for (int64_t e = 0; e < p * n; e++) state[e] *= total;
-        for (int64_t s = 0; s < len; s++) {
-            const float weight = L[s] * dt[(c0 + s) * lddt];
-            const float *xs = x + (c0 + s) * ldx;
-            const float *bs = B + (c0 + s) * ldbc;
-            for (int64_t i = 0; i < p; i++) {
-                const float coefficient = xs[i] * weight;
-                float *si = state + i * n;
-                for (int64_t j = 0; j < n; j++) si[j] += coefficient * bs[j];
-            }
-        }
+        for (int64_t e = 0; e < p * n; e++) state[e] = state[e] * total + Sc[e];
     }
 }
 
@@ -390,6 +569,12 @@ static void ssd_generic(const float *x, int64_t ldx, const float *dt, int64_t ld
 }
 
 #ifdef CK_X86
+static CK_AVX2 void ssd_avx2(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B,
+                             const float *C, int64_t ldbc, int64_t l, int64_t p, int64_t n, int64_t q, float A,
+                             float D, float *state, float *y, int64_t ldy, float *work) {
+    ssd_impl(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work, exp_row_avx2);
+}
+
 static CK_AVX512 void ssd_avx512(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B,
                                  const float *C, int64_t ldbc, int64_t l, int64_t p, int64_t n, int64_t q, float A,
                                  float D, float *state, float *y, int64_t ldy, float *work) {
@@ -402,6 +587,7 @@ void ck_ssd_chunked(const float *x, int64_t ldx, const float *dt, int64_t lddt, 
                     int64_t ldy, float *work) {
 #ifdef CK_X86
     if (ck_isa() == 2) { ssd_avx512(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work); return; }
+    if (ck_isa() == 1) { ssd_avx2(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work); return; }
 #endif
     ssd_generic(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work);
 }
@@ -434,10 +620,37 @@ static CK_AVX512 void ssm_step_avx512(const float *x, float dt, float A, float D
 }
 #endif
 
+#ifdef CK_X86
+static CK_AVX2 void ssm_step_avx2(const float *x, float dt, float A, float D, const float *B, const float *C,
+                                  int64_t p, int64_t n, float *state, float *y) {
+    const float dA = expf(dt * A);
+    const int64_t n8 = n & ~(int64_t)7;
+    const __m256 vdA = _mm256_set1_ps(dA);
+    for (int64_t i = 0; i < p; i++) {
+        float *si = state + i * n;
+        const __m256 dtx = _mm256_set1_ps(dt * x[i]);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n8; j += 8) {
+            __m256 s = _mm256_fmadd_ps(_mm256_loadu_ps(si + j), vdA, _mm256_mul_ps(dtx, _mm256_loadu_ps(B + j)));
+            _mm256_storeu_ps(si + j, s);
+            acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + j), acc);
+        }
+        float out = hsum256(acc);
+        for (int64_t j = n8; j < n; j++) {
+            const float s = si[j] * dA + dt * x[i] * B[j];
+            si[j] = s;
+            out += s * C[j];
+        }
+        y[i] = out + D * x[i];
+    }
+}
+#endif
+
 void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p, int64_t n,
                  float *state, float *y) {
 #ifdef CK_X86
     if (ck_isa() == 2) { ssm_step_avx512(x, dt, A, D, B, C, p, n, state, y); return; }
+    if (ck_isa() == 1) { ssm_step_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
 #endif
     const float dA = expf(dt * A);
     for (int64_t i = 0; i < p; i++) {

@@ -5,11 +5,17 @@ import Testing
 /// the 4 × 4 blocks and the 64-row blocks) and every weight dtype.
 @Suite("fast kernels equal their reference twins", .serialized)
 struct FastKernelTests {
-    @Test("the portable C kernels equal the reference too (checked on this machine whatever its ISA)")
-    func portable() {
-        Fast.restrictToPortable(true)
-        defer { Fast.restrictToPortable(false) }
-        #expect(Fast.instructionSet == "portable")
+    @Test("every instruction set this CPU runs (portable C included) equals the reference")
+    func everyInstructionSet() {
+        defer { Fast.limitInstructionSet(nil) }
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            #expect(Fast.instructionSet == isa)
+            checkAll()
+        }
+    }
+
+    func checkAll() {
         linear(m: 5, k: 33, n: 9)
         linear(m: 70, k: 100, n: 7)
         norms(rows: 5, d: 36, group: 12)

@@ -14,17 +14,20 @@ extern "C" {
 
 enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2 };
 
-/// The instruction set the dispatcher chose: 2 = AVX-512, 0 = portable C.
+/// The instruction set the dispatcher chose: 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable C.
 int ck_isa(void);
 
-/// Restricts dispatch to the portable C kernels (restrict = 1) or lets it choose again (0), so
-/// tests can check both implementations on one machine.
-void ck_restrict_to_portable(int restrict_to_portable);
+/// Caps dispatch at `level` (0 portable, 1 AVX2, 2 AVX-512; -1 lifts the cap), so tests can
+/// check every implementation the machine can run.
+void ck_limit_isa(int level);
 
 /// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) for rows r < m and columns j in [j0, j1).
 /// x: [m, k] (row stride k); w: [n, k] in `dtype`; bias: [n] fp32 or NULL; y: row stride ldy.
 void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype,
                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
+
+/// Sums `count` floats (a memory-bandwidth probe: reads every byte once).
+float ck_sum(const float *x, int64_t count);
 
 /// Widens `count` elements of `src` (dtype) from element `offset` into dst.
 void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst);

@@ -7,11 +7,24 @@ import Foundation
 /// entry points let the model's fast path reuse its buffers.
 public enum Fast {
     /// The instruction set the kernels dispatch to on this CPU.
-    public static var instructionSet: String { ck_isa() == 2 ? "avx512" : "portable" }
+    public static var instructionSet: String {
+        switch ck_isa() {
+        case 2: "avx512"
+        case 1: "avx2"
+        default: "portable"
+        }
+    }
 
-    /// Restricts the kernels to their portable C versions (for tests), or lifts the restriction.
-    public static func restrictToPortable(_ restrict: Bool) {
-        ck_restrict_to_portable(restrict ? 1 : 0)
+    /// The instruction sets this CPU can run, portable first.
+    public static var availableInstructionSets: [String] {
+        limitInstructionSet(nil)
+        return ["portable", "avx2", "avx512"].prefix(Int(ck_isa()) + 1).map { $0 }
+    }
+
+    /// Caps the kernels at an instruction set ("portable", "avx2", "avx512"; nil lifts the cap),
+    /// so tests can check every implementation the machine can run.
+    public static func limitInstructionSet(_ name: String?) {
+        ck_limit_isa(Int32(name.flatMap { ["portable", "avx2", "avx512"].firstIndex(of: $0) } ?? -1))
     }
 
     /// All cores by default.
@@ -41,6 +54,26 @@ public enum Fast {
         case .bfloat16: Int32(CK_BF16)
         case .float16: Int32(CK_F16)
         }
+    }
+
+    /// DRAM read bandwidth in bytes per second: the best of `repeats` parallel passes over a
+    /// buffer far larger than the caches.
+    public static func measureReadBandwidth(bytes: Int = 1 << 30, threads: Int = defaultThreads, repeats: Int = 5) -> Double {
+        let count = bytes / 4
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        buffer.initialize(repeating: 1, count: count)
+        var best = 0.0
+        for _ in 0..<repeats {
+            let start = DispatchTime.now()
+            parallelFor(count, threads: threads) { range in
+                let sum = ck_sum(buffer + range.lowerBound, Int64(range.count))
+                if sum == -1 { print("") }  // keeps the read from being optimized away
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            best = max(best, Double(bytes) / seconds)
+        }
+        return best
     }
 
     // MARK: Linear

@@ -1,0 +1,169 @@
+import ArgumentParser
+import Foundation
+import Mamba2
+import Tensors
+
+/// `mamba2 bench`: prefill and decode speed, peak memory, and the machine's bandwidth bound for
+/// decoding, measured in one run (median of several runs after a warm-up).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prefill and decode speed and peak memory; prints one JSON line.")
+
+    @Option(help: "Model folder.")
+    var model: String?
+
+    @Option(help: "Random weights of a published shape instead of a folder: 130m, 370m, 780m, 1.3b, 2.7b, codestral-7b.")
+    var randomShape: String?
+
+    @Option(help: "Prompt tokens per sequence.")
+    var promptLen = 512
+
+    @Option(help: "Tokens to decode after the prompt.")
+    var newTokens = 64
+
+    @Option(help: "Sequences decoded together.")
+    var batch = 1
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Forward path: fast or reference.")
+    var path: String = "fast"
+
+    @Option(help: "Weight dtype: float32, bfloat16 or float16 (default: as stored; float32 for random weights).")
+    var dtype: String?
+
+    @Option(help: "Timed runs (the median is reported).")
+    var runs = 3
+
+    func run() throws {
+        do {
+            try bench()
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+
+    private func bench() throws {
+        guard (model == nil) != (randomShape == nil) else { throw CLIError("give exactly one of --model and --random-shape") }
+        guard let forwardPath = ForwardPath(rawValue: path) else { throw CLIError("--path must be fast or reference, got \(path)") }
+        guard promptLen > 0, newTokens >= 0, batch > 0, runs > 0 else {
+            throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
+        }
+        let weightType: DType? = try dtype.map { name in
+            switch name {
+            case "float32", "fp32": return .float32
+            case "bfloat16", "bf16": return .bfloat16
+            case "float16", "fp16": return .float16
+            default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
+            }
+        }
+        let threadCount = threads ?? Fast.defaultThreads
+        guard threadCount > 0 else { throw CLIError("--threads must be positive") }
+
+        let loadStart = DispatchTime.now()
+        let lm: Mamba2ForCausalLM
+        if let randomShape {
+            let config = try Mamba2Config.shape(named: randomShape)
+            lm = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: weightType ?? .float32), threads: threadCount)
+        } else {
+            var loaded = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: model!), threads: threadCount)
+            if let weightType { loaded = try Self.converted(loaded, to: weightType, threads: threadCount) }
+            lm = loaded
+        }
+        let loadSeconds = Self.seconds(since: loadStart)
+        let config = lm.config
+
+        var generator = SystemRandomNumberGenerator()
+        let prompt = (0..<batch).map { _ in (0..<promptLen).map { _ in Int.random(in: 0..<config.vocabSize, using: &generator) } }
+        func once(promptLength: Int, tokens: Int) throws -> (prefill: Double, decode: Double) {
+            let ids = prompt.map { Array($0.prefix(promptLength)) }
+            let start = DispatchTime.now()
+            var output = try lm(.tokenIDs(ids), useCache: true, path: forwardPath)
+            let prefill = Self.seconds(since: start)
+            let decodeStart = DispatchTime.now()
+            for _ in 0..<tokens {
+                let next = Self.argmaxLastPosition(output.logits)
+                output = try lm(.tokenIDs(next.map { [$0] }), state: output.state, path: forwardPath)
+            }
+            return (prefill, Self.seconds(since: decodeStart))
+        }
+        _ = try once(promptLength: min(promptLen, 16), tokens: min(newTokens, 4))
+        var prefillRates: [Double] = []
+        var decodeRates: [Double] = []
+        for _ in 0..<runs {
+            let (prefill, decode) = try once(promptLength: promptLen, tokens: newTokens)
+            prefillRates.append(Double(batch * promptLen) / prefill)
+            if newTokens > 0 { decodeRates.append(Double(batch * newTokens) / decode) }
+        }
+        let bandwidth = Fast.measureReadBandwidth(threads: threadCount)
+        // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
+        // the fp32 state.
+        let weights = lm.backbone.weights
+        var matrixBytes = config.tieWordEmbeddings ? 0 : weights.lmHead.bytes.count
+        if config.tieWordEmbeddings { matrixBytes += weights.embeddings.bytes.count }
+        for layer in weights.layers { matrixBytes += layer.mixer.inProj.bytes.count + layer.mixer.outProj.bytes.count }
+        let stateBytes = 4 * batch * config.numHiddenLayers * ((config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize)
+        let bytesPerStep = matrixBytes + 2 * stateBytes
+        let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
+        print(try JSONLine.encode([
+            "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
+            "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue),
+            "threads": .int(threadCount), "isa": .string(Fast.instructionSet), "batch": .int(batch),
+            "prompt_len": .int(promptLen), "new_tokens": .int(newTokens), "runs": .int(runs),
+            "load_seconds": .double(loadSeconds),
+            "prefill_tokens_per_second": .double(Self.median(prefillRates)),
+            "decode_tokens_per_second": .double(Self.median(decodeRates)),
+            "peak_rss_bytes": .int(Self.peakResidentBytes()),
+            "memory_read_bytes_per_second": .double(bandwidth),
+            "decode_bytes_per_step": .int(bytesPerStep),
+            "decode_bandwidth_bound_tokens_per_second": .double(bandwidth / Double(bytesPerStep) * Double(batch)),
+        ]))
+    }
+
+    static func converted(_ model: Mamba2ForCausalLM, to dtype: DType, threads: Int) throws -> Mamba2ForCausalLM {
+        var weights = model.backbone.weights
+        func convert(_ view: WeightView) -> WeightView { view.dtype == dtype ? view : WeightView(view.tensor(), as: dtype) }
+        weights.embeddings = convert(weights.embeddings)
+        weights.lmHead = model.config.tieWordEmbeddings ? weights.embeddings : convert(weights.lmHead)
+        for index in weights.layers.indices {
+            weights.layers[index].mixer.inProj = convert(weights.layers[index].mixer.inProj)
+            weights.layers[index].mixer.outProj = convert(weights.layers[index].mixer.outProj)
+        }
+        return Mamba2ForCausalLM(config: model.config, weights: weights, threads: threads)
+    }
+
+    static func argmaxLastPosition(_ logits: Tensor) -> [Int] {
+        let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2])
+        return (0..<b).map { row in
+            let base = (row * l + l - 1) * v
+            var best = 0
+            for index in 1..<v where logits.scalars[base + index] > logits.scalars[base + best] { best = index }
+            return best
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        values.isEmpty ? 0 : values.sorted()[values.count / 2]
+    }
+
+    static func seconds(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+
+    /// VmHWM from /proc/self/status (0 where there is none).
+    static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kilobytes * 1024
+        }
+        return 0
+    }
+}
+
+extension Mamba2Weights {
+    var inProjDType: DType { layers.first?.mixer.inProj.dtype ?? embeddings.dtype }
+}
