@@ -37,6 +37,7 @@ let package = Package(
             name: "Mamba2CLI",
             dependencies: [
                 "Mamba2",
+                "SafeTensors",
                 "Tokenizers",
                 "Generation",
                 "DefaultModel",

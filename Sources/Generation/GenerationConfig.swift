@@ -42,6 +42,24 @@ public struct GenerationConfig: Sendable, Equatable {
         return config
     }
 
+    /// This config with the given settings replaced (nil keeps the current value).
+    public func overriding(
+        maxNewTokens: Int? = nil, doSample: Bool? = nil, temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil,
+        minP: Float? = nil, repetitionPenalty: Float? = nil, stopStrings: [String]? = nil, seed: UInt64? = nil
+    ) -> GenerationConfig {
+        var config = self
+        if let maxNewTokens { config.maxNewTokens = maxNewTokens }
+        if let doSample { config.doSample = doSample }
+        if let temperature { config.temperature = temperature }
+        if let topK { config.topK = topK }
+        if let topP { config.topP = topP }
+        if let minP { config.minP = minP }
+        if let repetitionPenalty { config.repetitionPenalty = repetitionPenalty }
+        if let stopStrings { config.stopStrings = stopStrings }
+        if let seed { config.seed = seed }
+        return config
+    }
+
     /// How many tokens to generate after a prompt of `promptLength` (padded) tokens.
     public func newTokenBudget(promptLength: Int) -> Int {
         maxNewTokens ?? max(0, maxLength - promptLength)

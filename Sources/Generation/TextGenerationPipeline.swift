@@ -27,16 +27,9 @@ public struct TextGenerationPipeline: Sendable {
         topP: Float? = nil, minP: Float? = nil, repetitionPenalty: Float? = nil, stopStrings: [String]? = nil,
         seed: UInt64? = nil, returnFullText: Bool = true
     ) throws -> [String] {
-        var config = generator.defaults
-        if let maxNewTokens { config.maxNewTokens = maxNewTokens }
-        if let doSample { config.doSample = doSample }
-        if let temperature { config.temperature = temperature }
-        if let topK { config.topK = topK }
-        if let topP { config.topP = topP }
-        if let minP { config.minP = minP }
-        if let repetitionPenalty { config.repetitionPenalty = repetitionPenalty }
-        if let stopStrings { config.stopStrings = stopStrings }
-        if let seed { config.seed = seed }
+        let config = generator.defaults.overriding(
+            maxNewTokens: maxNewTokens, doSample: doSample, temperature: temperature, topK: topK, topP: topP, minP: minP,
+            repetitionPenalty: repetitionPenalty, stopStrings: stopStrings, seed: seed)
         let batch = try generator.encode(prompts)
         let result = try generator.generate(batch.inputIDs, attentionMask: batch.attentionMask, config: config)
         return try zip(prompts, result.tokens).map { prompt, tokens in

@@ -80,17 +80,10 @@ struct Generate: ParsableCommand {
         let tokenizer = hasTokenizer ? try Tokenizer(url: directory) : nil
         let generator = Generator(model: mamba, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory) ?? .pipelineDefaults)
 
-        var config = generator.defaults
-        if let maxNewTokens { config.maxNewTokens = maxNewTokens }
-        if greedy { config.doSample = false }
-        if temperature != nil || topK != nil || topP != nil || minP != nil { config.doSample = true }
-        if let temperature { config.temperature = temperature }
-        if let topK { config.topK = topK }
-        if let topP { config.topP = topP }
-        if let minP { config.minP = minP }
-        if let repetitionPenalty { config.repetitionPenalty = repetitionPenalty }
-        if let seed { config.seed = seed }
-        if !stop.isEmpty { config.stopStrings = stop }
+        let sampling = temperature != nil || topK != nil || topP != nil || minP != nil
+        let config = generator.defaults.overriding(
+            maxNewTokens: maxNewTokens, doSample: greedy ? false : (sampling ? true : nil), temperature: temperature,
+            topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty, stopStrings: stop.isEmpty ? nil : stop, seed: seed)
         try config.validate()
 
         let prompts: [[Int]]

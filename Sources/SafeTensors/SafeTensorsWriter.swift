@@ -35,8 +35,9 @@ public enum SafeTensorsWriter {
         }
     }
 
-    /// A JSON string literal.
-    static func jsonString(_ text: String) -> String {
+    /// A JSON string literal: quotes, backslashes and control characters escaped, all other
+    /// text written as it is (no Unicode normalization).
+    public static func jsonString(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
