@@ -26,8 +26,10 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         // Hugging Face tokenizer.json: normalizers, pre-tokenizers, BPE, post-processors, decoders.
         .target(name: "Tokenizers"),
+        // pytorch_model.bin (torch.save's zip + pickle) read safely, without Python.
+        .target(name: "TorchCheckpoint", dependencies: ["Tensors"]),
         // Mamba2Config, weights by Hugging Face key, the model and its recurrent state.
-        .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors", "TorchCheckpoint"]),
         // generate(), sampling, batching, streaming, state files, the text-generation pipeline.
         .target(name: "Generation", dependencies: ["Mamba2", "Tokenizers", "SafeTensors"]),
         // The small built-in model (scripts/train_default_model.py), shipped as a resource.
@@ -46,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"]),
         .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel"]),

@@ -137,11 +137,11 @@ public struct Mamba2ForCausalLM: Sendable {
         backbone = Mamba2Model(config: config, weights: weights, threads: threads)
     }
 
-    /// Loads a Hugging Face model folder: `config.json` (or mamba_ssm's) and its safetensors
-    /// weights, memory-mapped.
+    /// Loads a model folder: `config.json` (Hugging Face or mamba_ssm form) and its weights
+    /// (safetensors, sharded or not, or mamba_ssm's `pytorch_model.bin`), memory-mapped.
     public init(directory: URL, threads: Int = Fast.defaultThreads) throws {
         let config = try Mamba2Config(directory: directory)
-        let weights = try Mamba2Weights(config: config, checkpoint: try Checkpoint(directory: directory))
+        let weights = try Mamba2Weights(config: config, directory: directory)
         self.init(config: config, weights: weights, threads: threads)
     }
 

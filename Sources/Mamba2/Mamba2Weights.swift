@@ -1,6 +1,7 @@
 import Foundation
 import SafeTensors
 import Tensors
+import TorchCheckpoint
 
 /// One mixer's weights, each beside its Hugging Face key (`backbone.layers.{i}.mixer.` + key).
 public struct Mamba2MixerWeights: Sendable {
@@ -72,6 +73,19 @@ public struct Mamba2Weights: Sendable {
 
     /// Spellings other checkpoints use for a Hugging Face key.
     static let aliases = ["backbone.embedding.weight": "backbone.embeddings.weight"]
+
+    /// Loads the weights of a model folder: safetensors (single or sharded) when there are any,
+    /// else the original mamba_ssm `pytorch_model.bin`.
+    public init(config: Mamba2Config, directory: URL) throws {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let bin = directory.appendingPathComponent("pytorch_model.bin")
+        if !files.contains(where: { $0.hasSuffix(".safetensors") || $0 == Checkpoint.indexName }), files.contains("pytorch_model.bin") {
+            let file = try TorchCheckpointFile(path: bin.path)
+            try self.init(config: config, tensors: Dictionary(file.tensors, uniquingKeysWith: { first, _ in first }))
+        } else {
+            try self.init(config: config, checkpoint: try Checkpoint(directory: directory))
+        }
+    }
 
     /// Loads every weight of a checkpoint folder (`model.safetensors`, sharded or not).
     public init(config: Mamba2Config, checkpoint: Checkpoint) throws {

@@ -39,7 +39,7 @@ public enum SafeTensorsError: Error, Equatable, CustomStringConvertible {
         case let .missingTensor(name, file):
             "\(file): no tensor named '\(name)'"
         case let .noWeights(directory):
-            "\(directory): no model.safetensors, model.safetensors.index.json or other *.safetensors file"
+            "\(directory): no weights (model.safetensors, model.safetensors.index.json, other *.safetensors or pytorch_model.bin)"
         case let .malformedIndex(file, reason):
             "\(file): malformed safetensors index: \(reason)"
         case let .tensorInSeveralShards(tensor, files):
