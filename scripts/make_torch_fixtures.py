@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""pytorch_model.bin fixtures: a model folder in the original mamba_ssm layout, and malformed or
-malicious files for the safe reader's error tests.
+"""Checkpoint-format fixtures: model folders in the original mamba_ssm layout (pytorch_model.bin)
+and in Mistral's native layout (params.json + consolidated.safetensors), and malformed or
+malicious torch files for the safe reader's error tests.
 
 Writes
   Tests/Fixtures/models/g1-mamba-ssm-bin/  config.json (mamba_ssm form) + pytorch_model.bin: the
       g1-tied weights as state-spaces/mamba2-* publish them (torch.save, key backbone.embedding.weight),
       stored in fp16 except A_log, D and dt_bias (fp32), so both storage types are read;
       expected.json holds transformers' logits for those (rounded) weights.
+  Tests/Fixtures/models/g1-mistral/  params.json + consolidated.safetensors ("model." + mamba_ssm
+      names, an explicit lm_head.weight), the g1-tied weights; expected.json is g1-tied's.
   Tests/Fixtures/torch/*.bin  small torch.save files, some valid, some corrupted on purpose.
 
 Usage (repository root): python3 scripts/make_torch_fixtures.py
@@ -20,7 +23,7 @@ import shutil
 import zipfile
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import Mamba2Config, Mamba2ForCausalLM
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -55,6 +58,21 @@ def model_folder():
                             logits=[[[float(v) for v in row] for row in batch] for batch in logits.tolist()]))
     json.dump({"transformers": __import__("transformers").__version__, "torch": torch.__version__, "cases": out},
               open(os.path.join(target, "expected.json"), "w"))
+
+
+def mistral_folder():
+    source = os.path.join(MODELS, "g1-mamba-ssm")
+    target = os.path.join(MODELS, "g1-mistral")
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(target)
+    state = {"model." + name: tensor for name, tensor in load_file(os.path.join(source, "model.safetensors")).items()}
+    state["model.lm_head.weight"] = state["model.backbone.embedding.weight"].clone()
+    save_file(state, os.path.join(target, "consolidated.safetensors"), metadata={"format": "pt"})
+    params = {"dim": 15, "n_layers": 2, "vocab_size": 50, "n_groups": 1, "rms_norm": True, "residual_in_fp32": True,
+              "fused_add_norm": True, "pad_vocab_size_multiple": 1, "tie_embeddings": False,
+              "head_dim": 5, "state_size": 7, "conv_kernel": 4, "chunk_size": 5, "expand": 2}
+    json.dump(params, open(os.path.join(target, "params.json"), "w"), indent=1)
+    shutil.copy(os.path.join(MODELS, "g1-tied", "expected.json"), target)
 
 
 def rewrite(source, target, change):
@@ -92,10 +110,12 @@ def torch_files():
     with zipfile.ZipFile(os.path.join(TORCH, "deflated.bin"), "w", zipfile.ZIP_DEFLATED) as z:
         with zipfile.ZipFile(valid_path) as zin:
             for info in zin.infolist():
-                z.writestr(info.filename, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+                entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+                z.writestr(entry, zin.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
 
 
 if __name__ == "__main__":
     model_folder()
+    mistral_folder()
     torch_files()
     print(sorted(os.listdir(TORCH)))

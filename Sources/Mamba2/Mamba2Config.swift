@@ -107,9 +107,16 @@ public struct Mamba2Config: Sendable, Equatable {
 // MARK: - Decoding
 
 extension Mamba2Config {
-    /// Reads `config.json` in `directory` (Hugging Face or mamba_ssm form) and validates it.
+    /// Reads `config.json` in `directory` (Hugging Face or mamba_ssm form), or Mistral's
+    /// `params.json` when there is no `config.json`, and validates it.
     public init(directory: URL) throws {
-        try self.init(file: directory.appendingPathComponent("config.json"))
+        let config = directory.appendingPathComponent("config.json")
+        let params = directory.appendingPathComponent("params.json")
+        if !FileManager.default.fileExists(atPath: config.path), FileManager.default.fileExists(atPath: params.path) {
+            try self.init(file: params)
+        } else {
+            try self.init(file: config)
+        }
     }
 
     /// Reads and validates a config file (Hugging Face or mamba_ssm form).
@@ -138,6 +145,8 @@ extension Mamba2Config {
         do {
             if object.contains("d_model") {
                 try self.init(mambaSSM: object)
+            } else if object.contains("dim") && object.contains("n_layers") {
+                try self.init(mistral: object)
             } else {
                 try self.init(huggingFace: object)
             }
@@ -245,6 +254,33 @@ extension Mamba2Config {
         } else {
             throw Mamba2Error.unsupportedConfig(field: "ssm_cfg", reason: "absent: mamba_ssm then builds Mamba1 layers")
         }
+        numHeads = expand * hiddenSize / headDim
+        timeStepRank = (hiddenSize + 15) / 16
+    }
+
+    /// Mistral's `params.json` (mistralai/Mamba-Codestral-7B-v0.1: `dim`, `n_layers`, `n_groups`,
+    /// `vocab_size`, `tie_embeddings`, …), as transformers' converter maps it: the SSM sizes are
+    /// transformers' defaults (Codestral's), unless the file names them.
+    private init(mistral json: JSONObject) throws {
+        self.init()
+        hiddenSize = try json.int("dim") ?? hiddenSize
+        numHiddenLayers = try json.int("n_layers") ?? numHiddenLayers
+        nGroups = try json.int("n_groups") ?? 1
+        residualInFP32 = try json.bool("residual_in_fp32") ?? residualInFP32
+        tieWordEmbeddings = try json.bool("tie_embeddings") ?? tieWordEmbeddings
+        layerNormEpsilon = try json.float("norm_eps") ?? layerNormEpsilon
+        if try json.bool("rms_norm") == false {
+            throw Mamba2Error.unsupportedConfig(field: "rms_norm", reason: "Mamba-2 uses RMSNorm")
+        }
+        let vocabulary = try json.int("vocab_size") ?? vocabSize
+        let multiple = try json.int("pad_vocab_size_multiple") ?? 1
+        guard multiple > 0 else { throw FieldError(field: "pad_vocab_size_multiple", reason: "must be positive") }
+        vocabSize = (vocabulary + multiple - 1) / multiple * multiple
+        headDim = try json.int("head_dim") ?? headDim
+        stateSize = try json.int("state_size") ?? json.int("d_state") ?? stateSize
+        expand = try json.int("expand") ?? expand
+        convKernel = try json.int("conv_kernel") ?? json.int("d_conv") ?? convKernel
+        chunkSize = try json.int("chunk_size") ?? chunkSize
         numHeads = expand * hiddenSize / headDim
         timeStepRank = (hiddenSize + 15) / 16
     }

@@ -94,15 +94,18 @@ public struct Mamba2Weights: Sendable {
         try self.init(config: config, tensors: views)
     }
 
-    /// Takes weights by Hugging Face key. A missing, unexpected or mis-shaped tensor is an error
-    /// that names it. When embeddings are tied, a stored `lm_head.weight` (mamba_ssm saves one) is
+    /// Takes weights by Hugging Face key (also mamba_ssm's `backbone.embedding.weight`, and
+    /// Mistral's names with a `model.` prefix). A missing, unexpected or mis-shaped tensor is an
+    /// error that names it. When embeddings are tied, a stored `lm_head.weight` (mamba_ssm saves one) is
     /// shape-checked and otherwise ignored.
     public init(config: Mamba2Config, tensors: [String: WeightView]) throws {
         var expected = Self.expectedShapes(for: config)
         if config.tieWordEmbeddings { expected["lm_head.weight"] = [config.vocabSize, config.hiddenSize] }
         var byKey: [String: WeightView] = [:]
         for (stored, view) in tensors {
-            let key = Self.aliases[stored] ?? stored
+            // Mistral's consolidated.safetensors puts "model." before mamba_ssm's names.
+            let unprefixed = stored.hasPrefix("model.") ? String(stored.dropFirst("model.".count)) : stored
+            let key = Self.aliases[unprefixed] ?? unprefixed
             guard let shape = expected[key] else {
                 throw Mamba2Error.unexpectedWeight(name: stored, shape: view.shape)
             }

@@ -145,4 +145,19 @@ struct ConfigTests {
             try Self.decode(#"{"d_model": 64, "n_layer": 2, "vocab_size": 10, "d_intermediate": 128, "ssm_cfg": {"layer": "Mamba2"}}"#)
         }
     }
+
+    @Test("Mistral's params.json maps as transformers' converter maps Codestral's")
+    func mistralParams() throws {
+        let codestral = try Self.decode(#"""
+            {"dim": 4096, "n_layers": 64, "vocab_size": 32768, "n_groups": 8, "rms_norm": true, "residual_in_fp32": true,
+             "fused_add_norm": true, "pad_vocab_size_multiple": 1, "tie_embeddings": false}
+            """#)
+        #expect(codestral.hiddenSize == 4096 && codestral.numHiddenLayers == 64 && codestral.nGroups == 8)
+        #expect(codestral.numHeads == 128 && codestral.headDim == 64 && codestral.stateSize == 128 && codestral.chunkSize == 256)
+        #expect(codestral.vocabSize == 32768 && !codestral.tieWordEmbeddings)
+        let fixture = try Mamba2Config(directory: fixturesDirectory.appendingPathComponent("g1-mistral"))
+        let hf = try Mamba2Config(directory: fixturesDirectory.appendingPathComponent("g1-tied"))
+        #expect(fixture.numHeads == hf.numHeads && fixture.headDim == hf.headDim && fixture.stateSize == hf.stateSize)
+        #expect(!fixture.tieWordEmbeddings)
+    }
 }

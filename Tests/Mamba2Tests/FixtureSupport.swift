@@ -40,7 +40,7 @@ struct Fixture {
 
     func `case`(_ name: String) -> Case { cases.first { $0.name == name }! }
 
-    static let all = ["g1-tied", "g1-sharded", "g1-mamba-ssm", "g1-mamba-ssm-bin", "g3-untied-bias", "g2-fp32", "g2-bf16", "g2-fp16"]
+    static let all = ["g1-tied", "g1-sharded", "g1-mamba-ssm", "g1-mamba-ssm-bin", "g1-mistral", "g3-untied-bias", "g2-fp32", "g2-bf16", "g2-fp16"]
 }
 
 extension Tensor {
