@@ -123,3 +123,18 @@ struct ForwardCommandTests {
         #expect(result.stderr.contains(fragment), "\(result.stderr)")
     }
 }
+
+@Suite("mamba2 convert")
+struct ConvertCommandTests {
+    @Test("converts a mamba_ssm folder to HF safetensors that forward reads; bad arguments are named")
+    func convert() throws {
+        let output = temporaryFile("converted")
+        let result = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-mamba-ssm-bin").path, "--output", output.path, "--dtype", "float32"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("model.safetensors").path))
+        let forward = try runMamba2(["forward", "--model", output.path, "--ids", "1,2,3", "--output", temporaryFile("x.npy").path])
+        #expect(forward.status == 0, "\(forward.stderr)")
+        let bad = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-tied").path, "--output", output.path, "--dtype", "int4"])
+        #expect(bad.status != 0 && bad.stderr.contains("--dtype must be float32, bfloat16 or float16, got int4"))
+    }
+}

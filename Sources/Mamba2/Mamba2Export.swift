@@ -1,0 +1,91 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+extension Mamba2Config {
+    /// `config.json` in transformers' form (every field, `time_step_limit`'s infinity written as
+    /// Python's json writes it, which transformers 4 and 5 both read).
+    public func huggingFaceJSON(dtype: DType) -> String {
+        func number(_ value: Float) -> String { value.isInfinite ? (value > 0 ? "Infinity" : "-Infinity") : "\(Double(value))" }
+        func optional(_ value: Int?) -> String { value.map(String.init) ?? "null" }
+        let eos = eosTokenIDs.count == 1 ? "\(eosTokenIDs[0])" : "[" + eosTokenIDs.map(String.init).joined(separator: ", ") + "]"
+        let torchDType = switch dtype {
+        case .float32: "float32"
+        case .bfloat16: "bfloat16"
+        case .float16: "float16"
+        }
+        let fields: [(String, String)] = [
+            ("architectures", "[\"Mamba2ForCausalLM\"]"), ("model_type", "\"mamba2\""), ("dtype", "\"\(torchDType)\""),
+            ("vocab_size", "\(vocabSize)"), ("hidden_size", "\(hiddenSize)"), ("state_size", "\(stateSize)"),
+            ("num_hidden_layers", "\(numHiddenLayers)"), ("layer_norm_epsilon", number(layerNormEpsilon)),
+            ("pad_token_id", optional(padTokenID)), ("bos_token_id", optional(bosTokenID)), ("eos_token_id", eos),
+            ("expand", "\(expand)"), ("conv_kernel", "\(convKernel)"), ("n_groups", "\(nGroups)"), ("num_heads", "\(numHeads)"),
+            ("head_dim", "\(headDim)"), ("use_bias", "\(useBias)"), ("use_conv_bias", "\(useConvBias)"),
+            ("hidden_act", "\"\(hiddenAct)\""), ("initializer_range", "\(initializerRange)"), ("residual_in_fp32", "\(residualInFP32)"),
+            ("time_step_rank", "\(timeStepRank ?? (hiddenSize + 15) / 16)"), ("time_step_min", "\(timeStepMin)"),
+            ("time_step_max", "\(timeStepMax)"), ("time_step_floor", "\(timeStepFloor)"),
+            ("time_step_limit", "[\(number(timeStepLimit.lowerBound)), \(number(timeStepLimit.upperBound))]"),
+            ("rescale_prenorm_residual", "\(rescalePrenormResidual)"), ("use_cache", "\(useCache)"), ("chunk_size", "\(chunkSize)"),
+            ("tie_word_embeddings", "\(tieWordEmbeddings)"),
+        ]
+        return "{\n" + fields.map { "  \"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n}\n"
+    }
+}
+
+extension Mamba2Weights {
+    /// Every weight under its Hugging Face key (no `lm_head.weight` when tied).
+    public func huggingFaceTensors(config: Mamba2Config) -> [String: WeightView] {
+        var tensors: [String: WeightView] = ["backbone.embeddings.weight": embeddings, "backbone.norm_f.weight": normF]
+        if !config.tieWordEmbeddings { tensors["lm_head.weight"] = lmHead }
+        for (index, layer) in layers.enumerated() {
+            let prefix = "backbone.layers.\(index)."
+            let mixer = layer.mixer
+            tensors[prefix + "norm.weight"] = layer.norm
+            tensors[prefix + "mixer.in_proj.weight"] = mixer.inProj
+            tensors[prefix + "mixer.in_proj.bias"] = mixer.inProjBias
+            tensors[prefix + "mixer.conv1d.weight"] = mixer.conv1dWeight
+            tensors[prefix + "mixer.conv1d.bias"] = mixer.conv1dBias
+            tensors[prefix + "mixer.dt_bias"] = mixer.dtBias
+            tensors[prefix + "mixer.A_log"] = mixer.aLog
+            tensors[prefix + "mixer.D"] = mixer.d
+            tensors[prefix + "mixer.norm.weight"] = mixer.norm
+            tensors[prefix + "mixer.out_proj.weight"] = mixer.outProj
+            tensors[prefix + "mixer.out_proj.bias"] = mixer.outProjBias
+        }
+        return tensors
+    }
+
+    /// Writes a Hugging Face model folder: `config.json` and `model.safetensors` in `dtype`
+    /// (`A_log`, `D` and `dt_bias` stay fp32, as the published checkpoints keep them), split into
+    /// `model-0000N-of-0000M.safetensors` shards of at most `shardBytes` with an index when given.
+    public func writeHuggingFaceFolder(config: Mamba2Config, dtype: DType, to directory: URL, shardBytes: Int? = nil) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var tensors: [String: WeightView] = [:]
+        for (name, view) in huggingFaceTensors(config: config) {
+            let keep = name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias") || view.dtype == dtype
+            tensors[name] = keep ? view : WeightView(view.tensor(), as: dtype)
+        }
+        try Data(config.huggingFaceJSON(dtype: dtype).utf8).write(to: directory.appendingPathComponent("config.json"))
+        guard let shardBytes else {
+            try SafeTensorsWriter.write(tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+            return
+        }
+        var shards: [[String]] = [[]]
+        var used = 0
+        for name in tensors.keys.sorted() {
+            let size = tensors[name]!.bytes.count
+            if used > 0, used + size > shardBytes { shards.append([]); used = 0 }
+            shards[shards.count - 1].append(name)
+            used += size
+        }
+        var weightMap: [String] = []
+        for (index, names) in shards.enumerated() {
+            let file = String(format: "model-%05d-of-%05d.safetensors", index + 1, shards.count)
+            try SafeTensorsWriter.write(tensors.filter { names.contains($0.key) }, metadata: ["format": "pt"], to: directory.appendingPathComponent(file))
+            weightMap += names.map { "    \(SafeTensorsWriter.jsonString($0)): \"\(file)\"" }
+        }
+        let total = tensors.values.map(\.bytes.count).reduce(0, +)
+        let index = "{\n  \"metadata\": {\"total_size\": \(total)},\n  \"weight_map\": {\n" + weightMap.joined(separator: ",\n") + "\n  }\n}\n"
+        try Data(index.utf8).write(to: directory.appendingPathComponent(Checkpoint.indexName))
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Mamba2
+import Tensors
+
+/// `mamba2 convert`: any supported model folder to a Hugging Face folder in a chosen dtype.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model folder (HF, mamba_ssm pytorch_model.bin, or Mistral) as a Hugging Face safetensors folder.")
+
+    @Option(help: "Source model folder.")
+    var model: String
+
+    @Option(help: "Output folder (created).")
+    var output: String
+
+    @Option(help: "Weight dtype: float32, bfloat16 or float16 (default: the source's).")
+    var dtype: String?
+
+    @Option(help: "Split into shards of at most this many bytes, with model.safetensors.index.json.")
+    var shardBytes: Int?
+
+    func run() throws {
+        do {
+            let source = URL(fileURLWithPath: model)
+            let config = try Mamba2Config(directory: source)
+            let weights = try Mamba2Weights(config: config, directory: source)
+            let target: DType = try dtype.map { name in
+                switch name {
+                case "float32", "fp32": return .float32
+                case "bfloat16", "bf16": return .bfloat16
+                case "float16", "fp16": return .float16
+                default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
+                }
+            } ?? (weights.layers.first?.mixer.inProj.dtype ?? .float32)
+            if let shardBytes, shardBytes <= 0 { throw CLIError("--shard-bytes must be positive") }
+            let destination = URL(fileURLWithPath: output)
+            try weights.writeHuggingFaceFolder(config: config, dtype: target, to: destination, shardBytes: shardBytes)
+            for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+                let file = source.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: file.path) else { continue }
+                try? FileManager.default.removeItem(at: destination.appendingPathComponent(name))
+                try FileManager.default.copyItem(at: file, to: destination.appendingPathComponent(name))
+            }
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+}
