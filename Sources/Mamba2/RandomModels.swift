@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import Tensors
 
 extension Mamba2Config {
@@ -28,20 +29,69 @@ extension Mamba2Config {
 }
 
 extension Mamba2Weights {
-    /// Random weights of `config`'s shape in `dtype`, in mamba_ssm's ranges (for speed and memory
-    /// measurements without a checkpoint).
-    public static func random(config: Mamba2Config, dtype: DType, seed: UInt64 = 0) throws -> Mamba2Weights {
-        var tensors: [String: WeightView] = [:]
-        for (index, (name, shape)) in expectedShapes(for: config).sorted(by: { $0.key < $1.key }).enumerated() {
+    /// Each Hugging Face key of `config` with its shape, the dtype it is stored in (A_log, D and
+    /// dt_bias stay fp32, as published checkpoints keep them), the range of its random values
+    /// (mamba_ssm's initialization ranges) and a seed.
+    static func randomPlan(config: Mamba2Config, dtype: DType, seed: UInt64) -> [(name: String, shape: [Int], dtype: DType, range: ClosedRange<Float>, seed: UInt64)] {
+        expectedShapes(for: config).sorted(by: { $0.key < $1.key }).enumerated().map { index, entry in
+            let (name, shape) = entry
             let fanIn = Float(shape.count > 1 ? shape.last! : 1)
+            let small = name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias")
             let range: ClosedRange<Float> = switch name {
             case _ where name.hasSuffix("A_log"): 0...2.77  // log(1)...log(16)
             case _ where name.hasSuffix("dt_bias"): -6.9 ... -2.25  // softplus⁻¹ of dt in [0.001, 0.1]
             case _ where name.hasSuffix("norm.weight") || name.hasSuffix("norm_f.weight") || name.hasSuffix(".D"): 0.5...1.5
             default: -1 / fanIn.squareRoot()...1 / fanIn.squareRoot()
             }
-            tensors[name] = WeightView.random(shape: shape, dtype: dtype, in: range, seed: UInt64(index) &+ seed &* 1_000_003)
+            return (name, shape, small ? .float32 : dtype, range, UInt64(index) &+ seed &* 1_000_003)
+        }
+    }
+
+    /// Random weights of `config`'s shape in `dtype`, in memory (for speed and memory
+    /// measurements without a checkpoint).
+    public static func random(config: Mamba2Config, dtype: DType, seed: UInt64 = 0) throws -> Mamba2Weights {
+        var tensors: [String: WeightView] = [:]
+        for entry in randomPlan(config: config, dtype: dtype, seed: seed) {
+            tensors[entry.name] = WeightView.random(shape: entry.shape, dtype: entry.dtype, in: entry.range, seed: entry.seed)
         }
         return try Mamba2Weights(config: config, tensors: tensors)
+    }
+
+    /// Writes a random checkpoint of `config`'s shape as a Hugging Face folder (config.json,
+    /// shards of at most `shardBytes`, model.safetensors.index.json), streaming each tensor so a
+    /// 7B model never needs its size in memory. `progress` hears (bytes written, total bytes).
+    public static func writeRandomHuggingFaceFolder(
+        config: Mamba2Config, dtype: DType, to directory: URL, shardBytes: Int, seed: UInt64 = 0,
+        progress: @escaping (Int, Int) -> Void = { _, _ in }
+    ) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data(config.huggingFaceJSON(dtype: dtype).utf8).write(to: directory.appendingPathComponent("config.json"))
+        let plan = randomPlan(config: config, dtype: dtype, seed: seed)
+        let total = plan.map { $0.shape.reduce(1, *) * $0.dtype.size }.reduce(0, +)
+        var shards: [[Int]] = [[]]
+        var used = 0
+        for (index, entry) in plan.enumerated() {
+            let size = entry.shape.reduce(1, *) * entry.dtype.size
+            if used > 0, used + size > shardBytes { shards.append([]); used = 0 }
+            shards[shards.count - 1].append(index)
+            used += size
+        }
+        var written = 0
+        var weightMap: [String] = []
+        for (number, members) in shards.enumerated() {
+            let file = String(format: "model-%05d-of-%05d.safetensors", number + 1, shards.count)
+            let tensors = members.map { index in
+                let entry = plan[index]
+                return SafeTensorsWriter.StreamedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape) { offset, buffer in
+                    WeightView.fillRandom(buffer, dtype: entry.dtype, in: entry.range, seed: entry.seed, firstElement: offset / entry.dtype.size)
+                    written += buffer.count
+                    progress(written, total)
+                }
+            }
+            try SafeTensorsWriter.stream(tensors, metadata: ["format": "pt"], to: directory.appendingPathComponent(file))
+            weightMap += members.map { "    \(SafeTensorsWriter.jsonString(plan[$0].name)): \"\(file)\"" }
+        }
+        let index = "{\n  \"metadata\": {\"total_size\": \(total)},\n  \"weight_map\": {\n" + weightMap.joined(separator: ",\n") + "\n  }\n}\n"
+        try Data(index.utf8).write(to: directory.appendingPathComponent(Checkpoint.indexName))
     }
 }

@@ -6,7 +6,7 @@ struct Mamba2Command: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mamba2",
         abstract: "Mamba-2 language models from Hugging Face checkpoint folders, natively in Swift.",
-        subcommands: [Generate.self, Forward.self, Tokenize.self, Convert.self, Bench.self, BenchTokenizer.self],
+        subcommands: [Generate.self, Forward.self, Tokenize.self, Convert.self, MakeRandom.self, Bench.self, BenchTokenizer.self],
         defaultSubcommand: nil)
 
     /// Runs the command; any failure is one `Error: …` line on stderr and a non-zero exit (help

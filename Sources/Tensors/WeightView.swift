@@ -96,26 +96,31 @@ extension WeightView {
         let count = shape.reduce(1, *)
         let storage = OwnedBytes(count: count * dtype.size)
         let raw = UnsafeMutableRawBufferPointer(start: storage.pointer, count: count * dtype.size)
+        fillRandom(raw, dtype: dtype, in: range, seed: seed, firstElement: 0)
+        return WeightView(dtype: dtype, shape: shape, bytes: UnsafeRawBufferPointer(raw), owner: storage)
+    }
+
+    /// Fills `buffer` with elements `firstElement…` of the random tensor `random(…, seed:)`
+    /// describes: element i is a hash of (seed, i), so any piece can be made on its own (a file
+    /// larger than memory is written piece by piece) and threads do not change the values.
+    public static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, in range: ClosedRange<Float>, seed: UInt64, firstElement: Int) {
+        let count = buffer.count / dtype.size
         let (low, span) = (range.lowerBound, range.upperBound - range.lowerBound)
-        let blocks = (count + 65_535) / 65_536
-        Fast.parallelFor(blocks, threads: Fast.defaultThreads) { blockRange in
-            for block in blockRange {
-                // SplitMix64 per block, so the result does not depend on the thread count.
-                var state = seed &+ UInt64(block) &* 0x9E37_79B9_7F4A_7C15
+        let raw = UncheckedSendable(buffer)
+        Fast.parallelFor((count + 65_535) / 65_536, threads: Fast.defaultThreads) { blocks in
+            for block in blocks {
                 for index in (block * 65_536)..<min(count, (block + 1) * 65_536) {
-                    state &+= 0x9E37_79B9_7F4A_7C15
-                    var z = state
+                    var z = seed &+ UInt64(firstElement + index) &* 0x9E37_79B9_7F4A_7C15
                     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
                     z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
                     let value = low + span * Float((z ^ (z >> 31)) >> 40) * 0x1p-24
                     switch dtype {
-                    case .float32: raw.storeBytes(of: value, toByteOffset: index * 4, as: Float.self)
-                    case .bfloat16: raw.storeBytes(of: HalfConversion.bfloat16(from: value), toByteOffset: index * 2, as: UInt16.self)
-                    case .float16: raw.storeBytes(of: HalfConversion.float16(from: value), toByteOffset: index * 2, as: UInt16.self)
+                    case .float32: raw.value.storeBytes(of: value, toByteOffset: index * 4, as: Float.self)
+                    case .bfloat16: raw.value.storeBytes(of: HalfConversion.bfloat16(from: value), toByteOffset: index * 2, as: UInt16.self)
+                    case .float16: raw.value.storeBytes(of: HalfConversion.float16(from: value), toByteOffset: index * 2, as: UInt16.self)
                     }
                 }
             }
         }
-        return WeightView(dtype: dtype, shape: shape, bytes: UnsafeRawBufferPointer(raw), owner: storage)
     }
 }

@@ -42,3 +42,27 @@ struct ExportTests {
         }
     }
 }
+
+@Suite("random checkpoints")
+struct RandomCheckpointTests {
+    @Test("a streamed random folder equals the in-memory random weights, and pieces agree with the whole")
+    func streamed() throws {
+        var config = try Mamba2Config(directory: fixturesDirectory.appendingPathComponent("g3-untied-bias"))
+        config.numHiddenLayers = 2
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("random-\(UUID().uuidString)")
+        try Mamba2Weights.writeRandomHuggingFaceFolder(config: config, dtype: .bfloat16, to: output, shardBytes: 4_000, seed: 9)
+        let loaded = try Mamba2ForCausalLM(directory: output)
+        let memory = try Mamba2Weights.random(config: config, dtype: .bfloat16, seed: 9)
+        #expect(loaded.config == config)
+        #expect(loaded.backbone.weights.layers[1].mixer.inProj.floats() == memory.layers[1].mixer.inProj.floats())
+        #expect(loaded.backbone.weights.layers[1].mixer.aLog.dtype == .float32)
+        #expect(loaded.backbone.weights.lmHead.floats() == memory.lmHead.floats())
+
+        let whole = WeightView.random(shape: [1000], dtype: .float16, in: -1...1, seed: 3).floats()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 600 * 2, alignment: 16)
+        defer { buffer.deallocate() }
+        WeightView.fillRandom(buffer, dtype: .float16, in: -1...1, seed: 3, firstElement: 400)
+        let piece = (0..<600).map { HalfConversion.float(fromFloat16: buffer.load(fromByteOffset: $0 * 2, as: UInt16.self)) }
+        #expect(piece == Array(whole[400...]))
+    }
+}
