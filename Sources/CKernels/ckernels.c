@@ -27,30 +27,33 @@ CK_INLINE CK_AVX2 float hsum256(__m256 v) {
 
 // MARK: - dispatch
 
+// Read from every thread; written once by detection (the same value from any thread) and by
+// ck_limit_isa in tests, hence the atomics.
 static int ck_isa_value = -1;
-
 static int ck_isa_limit = 2;
 
 void ck_limit_isa(int level) {
-    ck_isa_limit = level < 0 ? 2 : level;
-    ck_isa_value = -1;
+    __atomic_store_n(&ck_isa_limit, level < 0 ? 2 : level, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&ck_isa_value, -1, __ATOMIC_SEQ_CST);
 }
 
 int ck_isa(void) {
-    if (ck_isa_value < 0) {
-        int isa = 0;
+    int value = __atomic_load_n(&ck_isa_value, __ATOMIC_RELAXED);
+    if (value >= 0) return value;
+    int isa = 0;
 #ifdef CK_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-            isa = 2;
-        } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-            isa = 1;
-        }
-#endif
-        ck_isa_value = isa < ck_isa_limit ? isa : ck_isa_limit;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+        isa = 2;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        isa = 1;
     }
-    return ck_isa_value;
+#endif
+    const int limit = __atomic_load_n(&ck_isa_limit, __ATOMIC_SEQ_CST);
+    value = isa < limit ? isa : limit;
+    __atomic_store_n(&ck_isa_value, value, __ATOMIC_RELAXED);
+    return value;
 }
 
 // MARK: - scalar conversions
