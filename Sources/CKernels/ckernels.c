@@ -27,19 +27,11 @@ CK_INLINE CK_AVX2 float hsum256(__m256 v) {
 
 // MARK: - dispatch
 
-// Read from every thread; written once by detection (the same value from any thread) and by
-// ck_limit_isa in tests, hence the atomics.
+// Read from every thread. Detection stores its result only over "unset" (-1), and
+// ck_limit_isa (tests) stores the capped value directly, so a stale detection cannot win.
 static int ck_isa_value = -1;
-static int ck_isa_limit = 2;
 
-void ck_limit_isa(int level) {
-    __atomic_store_n(&ck_isa_limit, level < 0 ? 2 : level, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&ck_isa_value, -1, __ATOMIC_SEQ_CST);
-}
-
-int ck_isa(void) {
-    int value = __atomic_load_n(&ck_isa_value, __ATOMIC_RELAXED);
-    if (value >= 0) return value;
+static int ck_detect_isa(void) {
     int isa = 0;
 #ifdef CK_X86
     __builtin_cpu_init();
@@ -50,10 +42,21 @@ int ck_isa(void) {
         isa = 1;
     }
 #endif
-    const int limit = __atomic_load_n(&ck_isa_limit, __ATOMIC_SEQ_CST);
-    value = isa < limit ? isa : limit;
-    __atomic_store_n(&ck_isa_value, value, __ATOMIC_RELAXED);
-    return value;
+    return isa;
+}
+
+void ck_limit_isa(int level) {
+    const int isa = ck_detect_isa();
+    __atomic_store_n(&ck_isa_value, level < 0 || level > isa ? isa : level, __ATOMIC_SEQ_CST);
+}
+
+int ck_isa(void) {
+    int value = __atomic_load_n(&ck_isa_value, __ATOMIC_ACQUIRE);
+    if (value >= 0) return value;
+    int expected = -1;
+    const int isa = ck_detect_isa();
+    __atomic_compare_exchange_n(&ck_isa_value, &expected, isa, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&ck_isa_value, __ATOMIC_ACQUIRE);
 }
 
 // MARK: - scalar conversions
@@ -346,7 +349,8 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 #ifdef CK_X86
 // e^x to about 1 ulp (Cephes expf polynomial), 2^n applied with scalef (no overflow handling needed).
 CK_INLINE CK_AVX512 __m512 exp512(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.72283935546875f)), _mm512_set1_ps(-103.97208f));
+    // Operands ordered so a NaN x passes through (min/max return their second operand on NaN).
+    x = _mm512_max_ps(_mm512_set1_ps(-103.97208f), _mm512_min_ps(_mm512_set1_ps(88.72283935546875f), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
@@ -370,7 +374,8 @@ static CK_AVX512 void exp_row_avx512(float *v, int64_t count) {
 }
 
 CK_INLINE CK_AVX2 __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365478515625f));
+    // Operands ordered so a NaN x passes through (min/max return their second operand on NaN).
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3365478515625f), _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);

@@ -19,8 +19,8 @@ public struct GenerationConfig: Sendable, Equatable {
     public var minP: Float?
     /// `repetition_penalty`, default 1 (disabled).
     public var repetitionPenalty: Float = 1
-    /// `eos_token_id`: one id or several.
-    public var eosTokenIDs: [Int] = []
+    /// `eos_token_id`: one id or several; nil (unset) means the model's, `[]` means none.
+    public var eosTokenIDs: [Int]?
     /// `pad_token_id`: what finished rows emit (transformers falls back to the first EOS id).
     public var padTokenID: Int?
     /// `bos_token_id`.
@@ -133,8 +133,10 @@ extension GenerationConfig {
         repetitionPenalty = try number("repetition_penalty").map(Float.init) ?? repetitionPenalty
         padTokenID = try integer("pad_token_id")
         bosTokenID = try integer("bos_token_id")
-        if let value = fields["eos_token_id"], !(value is NSNull) {
-            if let list = value as? [NSNumber] {
+        if let value = fields["eos_token_id"] {
+            if value is NSNull {
+                eosTokenIDs = []
+            } else if let list = value as? [NSNumber] {
                 eosTokenIDs = list.map(\.intValue)
             } else if let single = value as? NSNumber {
                 eosTokenIDs = [single.intValue]

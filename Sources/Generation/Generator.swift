@@ -58,7 +58,7 @@ public struct Generator: Sendable {
         self.model = model
         self.tokenizer = tokenizer
         var defaults = defaults ?? GenerationConfig()
-        if defaults.eosTokenIDs.isEmpty { defaults.eosTokenIDs = model.config.eosTokenIDs }
+        if defaults.eosTokenIDs == nil { defaults.eosTokenIDs = model.config.eosTokenIDs }
         if defaults.padTokenID == nil { defaults.padTokenID = model.config.padTokenID }
         self.defaults = defaults
     }
@@ -89,10 +89,11 @@ public struct Generator: Sendable {
             throw GenerationError.invalidInput("continuing a session of \(session.batchSize) rows with \(ids.count) rows")
         }
         var session = try settle(session)
-        guard let length = ids.first?.count, length > 0 else { return session }
+        let length = ids.first?.count ?? 0
         guard ids.allSatisfy({ $0.count == length }) else {
             throw GenerationError.invalidInput("a continuation must add the same number of tokens to every row")
         }
+        guard length > 0 else { return session }
         let output = try model(.tokenIDs(ids), state: session.state)
         session.state = output.state!
         session.nextLogits = Self.lastPosition(output.logits)
@@ -157,14 +158,26 @@ public struct Generator: Sendable {
             throw GenerationError.invalidSetting(name: "stop_strings", reason: "needs a tokenizer, and this model folder has none")
         }
         let start = DispatchTime.now()
+        try initial.state.validate(for: model.config, batchSize: initial.batchSize)
+        guard initial.nextLogits.shape == [initial.batchSize, model.config.vocabSize],
+              initial.nextLogits.count == initial.batchSize * model.config.vocabSize else {
+            throw GenerationError.invalidInput("next-token scores of shape \(initial.nextLogits.shape) for \(initial.batchSize) rows")
+        }
         var session = try settle(initial)
         let (rows, vocabulary) = (session.batchSize, model.config.vocabSize)
-        let eos = Set(config.eosTokenIDs)
-        let pad = config.padTokenID ?? config.eosTokenIDs.first ?? 0
+        // An unset EOS means the model's, as transformers merges a call's config with the model's.
+        let eosList = config.eosTokenIDs ?? defaults.eosTokenIDs ?? []
+        let eos = Set(eosList)
+        let pad = config.padTokenID ?? eosList.first ?? 0
         var sampler = TokenSampler(generator: SeededGenerator(seed: config.seed ?? UInt64.random(in: 0...UInt64.max)))
         var tokens = [[Int]](repeating: [], count: rows)
         var reasons = [FinishReason?](repeating: nil, count: rows)
         var seen = session.history.map(Set.init)
+        // Each row's new text, grown by the streaming decoder, for the stop strings.
+        var texts = [[UInt8]](repeating: [], count: rows)
+        var decoders = (0..<rows).map { _ in tokenizer?.streamingDecoder(skipSpecialTokens: false, skipUnknownIDs: true) }
+        let stops = config.stopStrings.map { Array($0.utf8) }
+        let longestStop = stops.map(\.count).max() ?? 0
 
         for step in 0..<budget {
             if step > 0 { session = try settle(session) }
@@ -181,9 +194,13 @@ public struct Generator: Sendable {
                 try onToken(row, token)
                 if eos.contains(token) {
                     reasons[row] = .stop
-                } else if !config.stopStrings.isEmpty, let tokenizer {
-                    let text = try tokenizer.decode(tokens[row])
-                    if config.stopStrings.contains(where: { text.contains($0) }) { reasons[row] = .stop }
+                } else if !stops.isEmpty, let piece = try decoders[row]?.step(token) {
+                    // Only the tail that the new piece can complete is searched (bytes, not
+                    // Characters, so a stop string never matches across a combining mark).
+                    let start = max(0, texts[row].count - longestStop)
+                    texts[row] += piece.utf8
+                    let tail = texts[row][start...]
+                    if stops.contains(where: { stop in tail.indices.contains { tail[$0...].starts(with: stop) } }) { reasons[row] = .stop }
                 }
             }
             session.pending = chosen
@@ -241,7 +258,7 @@ public struct Generator: Sendable {
         onText: (_ row: Int, _ text: String) throws -> Void
     ) throws -> GenerationResult {
         guard let tokenizer else { throw GenerationError.invalidInput("streaming text needs a tokenizer, and this model folder has none") }
-        var decoders = inputIDs.map { _ in tokenizer.streamingDecoder(skipSpecialTokens: true) }
+        var decoders = inputIDs.map { _ in tokenizer.streamingDecoder(skipSpecialTokens: true, skipUnknownIDs: true) }
         let result = try generate(inputIDs, attentionMask: attentionMask, config: config) { row, token in
             try Task.checkCancellation()
             if let text = try decoders[row].step(token), !text.isEmpty { try onText(row, text) }

@@ -20,7 +20,15 @@ public enum StateFile {
         ]
     }
 
+    /// Writes a settled session (`Generator.settle` feeds any pending tokens first).
     public static func write(_ session: GenerationSession, for config: Mamba2Config, to url: URL) throws {
+        guard session.pending == nil else {
+            throw GenerationError.invalidInput("the session's last tokens are not yet in its state: save Generator.settle(session)")
+        }
+        try session.state.validate(for: config, batchSize: session.batchSize)
+        guard session.nextLogits.shape == [session.batchSize, config.vocabSize], session.nextLogits.count == session.batchSize * config.vocabSize else {
+            throw GenerationError.invalidInput("next-token scores of shape \(session.nextLogits.shape) for \(session.batchSize) rows of \(config.vocabSize)")
+        }
         var tensors: [String: WeightView] = ["next_logits": WeightView(session.nextLogits)]
         for (index, layer) in session.state.layers.enumerated() {
             tensors["layers.\(index).conv"] = WeightView(layer.conv)

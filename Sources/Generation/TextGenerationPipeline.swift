@@ -33,7 +33,7 @@ public struct TextGenerationPipeline: Sendable {
         let batch = try generator.encode(prompts)
         let result = try generator.generate(batch.inputIDs, attentionMask: batch.attentionMask, config: config)
         return try zip(prompts, result.tokens).map { prompt, tokens in
-            let text = try generator.tokenizer!.decode(tokens, skipSpecialTokens: true)
+            let text = try generator.tokenizer!.decode(tokens, skipSpecialTokens: true, skipUnknownIDs: true)
             return returnFullText ? prompt + text : text
         }
     }

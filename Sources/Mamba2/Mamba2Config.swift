@@ -84,6 +84,13 @@ public struct Mamba2Config: Sendable, Equatable {
         for (field, value) in positive where value <= 0 {
             throw Mamba2Error.invalidConfig(field: field, reason: "must be positive, got \(value)")
         }
+        guard numHiddenLayers <= 10_000 else {
+            throw Mamba2Error.invalidConfig(field: "num_hidden_layers", reason: "\(numHiddenLayers) is beyond any Mamba-2 model (at most 10000)")
+        }
+        // Bounds far above any real model keep every derived size from overflowing.
+        for (field, value) in positive where value > 1 << 24 {
+            throw Mamba2Error.invalidConfig(field: field, reason: "\(value) is beyond any Mamba-2 model (at most \(1 << 24))")
+        }
         guard hiddenSize * expand == numHeads * headDim else {
             throw Mamba2Error.invalidConfig(
                 field: "num_heads",
@@ -248,6 +255,9 @@ extension Mamba2Config {
             if try ssm.bool("D_has_hdim", path: "ssm_cfg") == true {
                 throw Mamba2Error.unsupportedConfig(field: "ssm_cfg.D_has_hdim", reason: "D per channel is not supported (transformers has D per head)")
             }
+            guard headDim > 0, expand > 0, hiddenSize > 0, hiddenSize <= 1 << 24, expand <= 1 << 8 else {
+                throw FieldError(field: "ssm_cfg", reason: "d_model, expand and headdim must be positive and sane")
+            }
             if let mlp = try ssm.int("d_ssm", path: "ssm_cfg"), mlp != expand * hiddenSize {
                 throw Mamba2Error.unsupportedConfig(field: "ssm_cfg.d_ssm", reason: "a partial SSM with an MLP branch is not supported")
             }
@@ -281,6 +291,7 @@ extension Mamba2Config {
         expand = try json.int("expand") ?? expand
         convKernel = try json.int("conv_kernel") ?? json.int("d_conv") ?? convKernel
         chunkSize = try json.int("chunk_size") ?? chunkSize
+        guard headDim > 0 else { throw FieldError(field: "head_dim", reason: "must be positive") }
         numHeads = expand * hiddenSize / headDim
         timeStepRank = (hiddenSize + 15) / 16
     }

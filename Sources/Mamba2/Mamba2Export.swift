@@ -60,6 +60,11 @@ extension Mamba2Weights {
     /// `model-0000N-of-0000M.safetensors` shards of at most `shardBytes` with an index when given.
     public func writeHuggingFaceFolder(config: Mamba2Config, dtype: DType, to directory: URL, shardBytes: Int? = nil) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Weights left by an earlier export would be read instead of (or with) the new ones.
+        let stale = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in stale where name.hasSuffix(".safetensors") || name == Checkpoint.indexName || name == "pytorch_model.bin" {
+            try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
         var tensors: [String: WeightView] = [:]
         for (name, view) in huggingFaceTensors(config: config) {
             let keep = name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias") || view.dtype == dtype

@@ -98,7 +98,8 @@ public struct Mamba2Model: Sendable {
             return Reference.embedding(rows.flatMap { $0 }, table: weights.embeddings)
                 .reshaped([rows.count, length, config.hiddenSize])
         case let .embeddings(tensor):
-            guard tensor.rank == 3, tensor.shape[0] > 0, tensor.shape[1] > 0, tensor.shape[2] == config.hiddenSize else {
+            guard tensor.rank == 3, tensor.shape[0] > 0, tensor.shape[1] > 0, tensor.shape[2] == config.hiddenSize,
+                  tensor.count == tensor.shape.reduce(1, *) else {
                 throw Mamba2Error.invalidInput("inputs_embeds has shape \(tensor.shape), expected [batch, length, \(config.hiddenSize)]")
             }
             return tensor

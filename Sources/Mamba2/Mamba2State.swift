@@ -43,10 +43,10 @@ public struct Mamba2State: Sendable, Equatable {
         for (index, layer) in layers.enumerated() {
             let conv = [batchSize, config.convKernel - 1, config.convDim]
             let ssm = [batchSize, config.numHeads, config.headDim, config.stateSize]
-            guard layer.conv.shape == conv else {
+            guard layer.conv.shape == conv, layer.conv.count == conv.reduce(1, *) else {
                 throw Mamba2Error.stateMismatch("layer \(index) conv state has shape \(layer.conv.shape), expected \(conv)")
             }
-            guard layer.ssm.shape == ssm else {
+            guard layer.ssm.shape == ssm, layer.ssm.count == ssm.reduce(1, *) else {
                 throw Mamba2Error.stateMismatch("layer \(index) SSM state has shape \(layer.ssm.shape), expected \(ssm)")
             }
         }

@@ -23,6 +23,9 @@ struct Convert: ParsableCommand {
     func run() throws {
         do {
             let source = URL(fileURLWithPath: model)
+            guard source.standardizedFileURL.path != URL(fileURLWithPath: output).standardizedFileURL.path else {
+                throw CLIError("--output must be another folder than --model")
+            }
             let config = try Mamba2Config(directory: source)
             let weights = try Mamba2Weights(config: config, directory: source)
             let target: DType = try dtype.map { name in

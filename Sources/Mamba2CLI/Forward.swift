@@ -31,6 +31,12 @@ struct Forward: ParsableCommand {
                 throw CLIError("--mask was given \(mask.count) times for \(ids.count) --ids rows")
             }
             let length = ids[0].count
+            if let row = ids.firstIndex(where: { $0.count != length }) {
+                throw CLIError("--ids row \(row) has \(ids[row].count) tokens, row 0 has \(length); rows of a batch have equal length")
+            }
+            if let mask, let row = mask.firstIndex(where: { $0.count != length }) {
+                throw CLIError("--mask row \(row) has \(mask[row].count) values for rows of \(length) tokens")
+            }
             if let decodeFrom, !(0...length).contains(decodeFrom) {
                 throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
             }

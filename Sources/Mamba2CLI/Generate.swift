@@ -97,20 +97,23 @@ struct Generate: ParsableCommand {
             prompts = []
         }
 
-        let result: GenerationResult
-        let rows = max(prompts.count, 1)
-        let streaming = !json
+        var session: GenerationSession? = nil
+        if let loadState {
+            session = try StateFile.read(URL(fileURLWithPath: loadState), for: mamba.config)
+            if !prompts.isEmpty { session = try generator.extend(session!, with: prompts) }
+        }
+        let rows = session?.batchSize ?? prompts.count
+        let streaming = !json && rows == 1 && tokenizer != nil
         var echoed = false
         func write(_ text: String) { FileHandle.standardOutput.write(Data(text.utf8)) }
-        var decoders = (0..<rows).map { _ in tokenizer?.streamingDecoder(skipSpecialTokens: true) }
-        let onToken: (Int, Int) throws -> Void = { row, token in
-            guard streaming, row == 0, rows == 1, decoders[0] != nil else { return }
+        var decoder = tokenizer?.streamingDecoder(skipSpecialTokens: true, skipUnknownIDs: true)
+        let onToken: (Int, Int) throws -> Void = { _, token in
+            guard streaming else { return }
             if !echoed, !prompt.isEmpty { write(prompt[0]); echoed = true }
-            if let text = try decoders[0]!.step(token) { write(text) }
+            if let text = try decoder!.step(token) { write(text) }
         }
-        if let loadState {
-            var session = try StateFile.read(URL(fileURLWithPath: loadState), for: mamba.config)
-            if !prompts.isEmpty { session = try generator.extend(session, with: prompts) }
+        let result: GenerationResult
+        if let session {
             result = try generator.generate(from: session, config: config, onToken: onToken)
         } else {
             let lengths = prompts.map(\.count)
@@ -125,7 +128,7 @@ struct Generate: ParsableCommand {
             try StateFile.write(try generator.settle(result.session), for: mamba.config, to: URL(fileURLWithPath: saveState))
         }
 
-        let texts = try result.tokens.map { try tokenizer?.decode($0, skipSpecialTokens: true) }
+        let texts = try result.tokens.map { try tokenizer?.decode($0, skipSpecialTokens: true, skipUnknownIDs: true) }
         if json {
             let entries = zip(result.tokens, zip(texts, result.finishReasons)).map { tokens, rest in
                 try! JSONLine.encode([
@@ -139,9 +142,9 @@ struct Generate: ParsableCommand {
                 "decode_tokens_per_second": .double(result.decodeTokensPerSecond),
             ]))
         } else {
-            if rows == 1, decoders[0] != nil {
+            if streaming {
                 if !echoed, !prompt.isEmpty { write(prompt[0]) }
-                if let rest = try decoders[0]!.finish() { write(rest) }
+                if let rest = try decoder!.finish() { write(rest) }
                 write("\n")
             } else {
                 for (row, tokens) in result.tokens.enumerated() {

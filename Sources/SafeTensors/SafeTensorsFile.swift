@@ -165,6 +165,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         for (previous, next) in zip(ordered, ordered.dropFirst()) where next.dataOffsets.lowerBound < previous.dataOffsets.upperBound {
             throw SafeTensorsError.overlappingData(file: file, tensor: next.name, other: previous.name)
         }
+        // As the safetensors library: the tensors cover the data section exactly, no gaps.
+        var covered = 0
+        for info in ordered {
+            guard info.dataOffsets.lowerBound == covered else {
+                throw SafeTensorsError.malformedHeader(file: file, reason: "bytes [\(covered), \(info.dataOffsets.lowerBound)) of the data section belong to no tensor")
+            }
+            covered = info.dataOffsets.upperBound
+        }
+        guard covered == dataSize else {
+            throw SafeTensorsError.malformedHeader(file: file, reason: "\(dataSize - covered) bytes after the last tensor belong to no tensor")
+        }
         return (metadata, tensors)
     }
 

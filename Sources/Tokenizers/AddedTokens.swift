@@ -79,22 +79,23 @@ struct AddedTokenMatcher: Sendable {
             var start = position
             var stop = end
             if token.singleWord {
-                let before = String(decoding: bytes[..<start], as: UTF8.self).unicodeScalars.last
-                let after = String(decoding: bytes[stop...], as: UTF8.self).unicodeScalars.first
+                let before = Self.scalar(endingAt: start, in: bytes)
+                let after = Self.scalar(startingAt: stop, in: bytes)
                 if before.map(UnicodeClass.isWord) == true || after.map(UnicodeClass.isWord) == true {
-                    position += 1
+                    // tokenizers' leftmost-longest iterator has moved past the rejected match.
+                    position = end
                     continue
                 }
             }
             if token.leftStrip {
-                let head = String(decoding: bytes[consumed..<start], as: UTF8.self)
-                var trimmed = head.unicodeScalars[...]
-                while let last = trimmed.last, UnicodeClass.isWhitespace(last) { trimmed.removeLast() }
-                start = consumed + String(trimmed).utf8.count
+                while start > consumed, let scalar = Self.scalar(endingAt: start, in: bytes), UnicodeClass.isWhitespace(scalar) {
+                    start -= UTF8.width(scalar)
+                }
             }
             if token.rightStrip {
-                let tail = String(decoding: bytes[stop...], as: UTF8.self)
-                stop += tail.unicodeScalars.prefix(while: UnicodeClass.isWhitespace).reduce(0) { $0 + UTF8.width($1) }
+                while let scalar = Self.scalar(startingAt: stop, in: bytes), UnicodeClass.isWhitespace(scalar) {
+                    stop += UTF8.width(scalar)
+                }
             }
             if consumed < start { segments.append(.text(String(decoding: bytes[consumed..<start], as: UTF8.self))) }
             segments.append(.token(token, text: String(decoding: bytes[start..<stop], as: UTF8.self)))
@@ -103,5 +104,20 @@ struct AddedTokenMatcher: Sendable {
         }
         if consumed < bytes.count { segments.append(.text(String(decoding: bytes[consumed...], as: UTF8.self))) }
         return segments
+    }
+
+    /// The scalar whose UTF-8 ends at byte `end` (valid UTF-8, so at most 4 bytes back).
+    static func scalar(endingAt end: Int, in bytes: [UInt8]) -> Unicode.Scalar? {
+        guard end > 0 else { return nil }
+        var start = end - 1
+        while start > 0, end - start < 4, bytes[start] & 0xC0 == 0x80 { start -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self).unicodeScalars.last
+    }
+
+    /// The scalar whose UTF-8 starts at byte `start`.
+    static func scalar(startingAt start: Int, in bytes: [UInt8]) -> Unicode.Scalar? {
+        guard start < bytes.count else { return nil }
+        let length = BPEModel.scalarLength(bytes[start])
+        return String(decoding: bytes[start..<min(bytes.count, start + length)], as: UTF8.self).unicodeScalars.first
     }
 }

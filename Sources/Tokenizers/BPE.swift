@@ -33,7 +33,8 @@ final class BPEModel: @unchecked Sendable {
         var maximumID = -1
         for (token, value) in vocabularyFields {
             let id = try JSONReader(value, file: reader.file, path: "\(reader.path).vocab[\(token.debugDescription)]").int()
-            guard id >= 0, id < Int(Int32.max) else {
+            // Ids may leave holes, but not so many that the id table outgrows the file.
+            guard id >= 0, id < 4 * vocabularyFields.count + 1_000_000 else {
                 throw TokenizerError.invalidField(file: reader.file, path: "\(reader.path).vocab[\(token.debugDescription)]", reason: "id \(id) out of range")
             }
             vocabulary.set(token, Int32(id))
@@ -69,7 +70,8 @@ final class BPEModel: @unchecked Sendable {
             guard let id = vocabulary.value(merged) else {
                 throw entry.invalid("merged token \(merged.debugDescription) is missing from the vocabulary")
             }
-            if merges[left, right] == nil { merges.insert(left, right, rank: Int32(rank), id: id) }
+            // A repeated merge takes its last rank, as tokenizers' map of merges does.
+            merges.insert(left, right, rank: Int32(rank), id: id)
         }
         self.merges = merges
 
@@ -214,11 +216,11 @@ struct PairTable: Sendable {
         }
     }
 
-    /// Inserts a pair not yet present (capacity is fixed at the merge count).
+    /// Inserts or replaces a pair (capacity is fixed at the merge count).
     mutating func insert(_ left: Int32, _ right: Int32, rank: Int32, id: Int32) {
         let key = UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
         var index = slot(key)
-        while keys[index] != Self.empty { index = (index + 1) & mask }
+        while keys[index] != Self.empty && keys[index] != key { index = (index + 1) & mask }
         keys[index] = key
         values[index] = (rank, id)
     }

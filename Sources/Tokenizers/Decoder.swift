@@ -34,7 +34,9 @@ indirect enum Decoder: Sendable {
         case "Strip":
             let content = try reader.required("content").string()
             guard content.count == 1 else { throw reader.invalid("content must be one character") }
-            self = .strip(content: content.first!, start: try reader.int("start") ?? 0, stop: try reader.int("stop") ?? 0)
+            let (start, stop) = (try reader.int("start") ?? 0, try reader.int("stop") ?? 0)
+            guard start >= 0, stop >= 0 else { throw reader.invalid("start and stop must be ≥ 0") }
+            self = .strip(content: content.first!, start: start, stop: stop)
         case "Sequence":
             self = .sequence(try reader.required("decoders").array().map(Decoder.init))
         default:

@@ -191,12 +191,17 @@ public final class Tokenizer: Sendable {
 
     // MARK: Decoding
 
-    /// Ids → text through the decoder; an id outside the vocabulary is an error.
-    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) throws -> String {
+    /// Ids → text through the decoder. An id outside the vocabulary is an error, or, with
+    /// `skipUnknownIDs` (as HF tokenizers always does), left out: a model's embedding is often
+    /// padded past its tokenizer (50288 rows for 50277 tokens), and generation may pick such ids.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false, skipUnknownIDs: Bool = false) throws -> String {
         var tokens: [String] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {
-            guard let token = token(for: id) else { throw TokenizerError.idOutOfRange(id: id, vocabularySize: vocabularySize) }
+            guard let token = token(for: id) else {
+                if skipUnknownIDs { continue }
+                throw TokenizerError.idOutOfRange(id: id, vocabularySize: vocabularySize)
+            }
             if skipSpecialTokens && specialIDs.contains(id) { continue }
             tokens.append(token)
         }
@@ -205,8 +210,8 @@ public final class Tokenizer: Sendable {
     }
 
     /// An incremental decoder that yields text as ids arrive, never a broken character.
-    public func streamingDecoder(skipSpecialTokens: Bool = false) -> StreamingDecoder {
-        StreamingDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens)
+    public func streamingDecoder(skipSpecialTokens: Bool = false, skipUnknownIDs: Bool = false) -> StreamingDecoder {
+        StreamingDecoder(tokenizer: self, skipSpecialTokens: skipSpecialTokens, skipUnknownIDs: skipUnknownIDs)
     }
 }
 
@@ -216,38 +221,41 @@ public final class Tokenizer: Sendable {
 public struct StreamingDecoder: Sendable {
     let tokenizer: Tokenizer
     let skipSpecialTokens: Bool
+    let skipUnknownIDs: Bool
     private var ids: [Int] = []
     private var prefix = ""
     private var prefixIndex = 0
 
-    init(tokenizer: Tokenizer, skipSpecialTokens: Bool) {
+    init(tokenizer: Tokenizer, skipSpecialTokens: Bool, skipUnknownIDs: Bool) {
         self.tokenizer = tokenizer
         self.skipSpecialTokens = skipSpecialTokens
+        self.skipUnknownIDs = skipUnknownIDs
+    }
+
+    private func decode(_ ids: [Int]) throws -> String {
+        try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens, skipUnknownIDs: skipUnknownIDs)
     }
 
     /// Adds one id; returns the text it completes, or nil while a character is incomplete.
     public mutating func step(_ id: Int) throws -> String? {
         if prefix.isEmpty && !ids.isEmpty {
-            let newPrefix = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+            let newPrefix = try decode(ids)
             if !newPrefix.hasSuffix("\u{FFFD}") {
                 prefix = newPrefix
                 prefixIndex = ids.count
             }
         }
         ids.append(id)
-        let text = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        let text = try decode(ids)
         guard text.utf8.count > prefix.utf8.count, !text.unicodeScalars.last.map({ $0 == "\u{FFFD}" })! else { return nil }
         guard text.utf8.starts(with: prefix.utf8) else {
-            // The decoder rewrote earlier text (e.g. a strip at the start): restart from here.
-            ids = [id]
-            prefix = ""
-            prefixIndex = 0
-            return String(decoding: Array(text.utf8), as: UTF8.self)
+            // The decoder rewrote text already yielded; tokenizers' DecodeStream fails the same way.
+            throw TokenizerError.invalidArgument("streaming decode: id \(id) changed text already yielded (\(prefix.debugDescription) became \(text.debugDescription))")
         }
         let newText = String(decoding: Array(text.utf8).dropFirst(prefix.utf8.count), as: UTF8.self)
         let newPrefixIndex = ids.count - prefixIndex
         ids = Array(ids[prefixIndex...])
-        prefix = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        prefix = try decode(ids)
         prefixIndex = newPrefixIndex
         return newText
     }
@@ -256,7 +264,7 @@ public struct StreamingDecoder: Sendable {
     /// U+FFFD, or bytes of an unfinished character), or nil when there is none.
     public mutating func finish() throws -> String? {
         guard !ids.isEmpty else { return nil }
-        let text = try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens)
+        let text = try decode(ids)
         defer { ids = []; prefix = ""; prefixIndex = 0 }
         guard text.utf8.count > prefix.utf8.count, text.utf8.starts(with: prefix.utf8) else { return nil }
         return String(decoding: Array(text.utf8).dropFirst(prefix.utf8.count), as: UTF8.self)

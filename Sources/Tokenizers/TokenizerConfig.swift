@@ -41,8 +41,9 @@ public struct TokenizerConfig: Sendable {
                 paddingSide = parsed
             }
             if let length = reader.optional("model_max_length"), !length.isNull {
+                // transformers writes 1e30 for "no limit".
                 let value = try length.double()
-                modelMaxLength = value < Double(Int.max) ? Int(value) : nil
+                modelMaxLength = value >= 0 && value < 9e15 ? Int(value) : nil
             }
             if case let .string(template)? = reader.optional("chat_template")?.value { chatTemplate = template }
         }

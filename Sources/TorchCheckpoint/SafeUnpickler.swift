@@ -60,7 +60,7 @@ struct SafeUnpickler {
         var index = 0
 
         func read(_ count: Int) throws -> UnsafeRawBufferPointer {
-            guard count >= 0, index + count <= data.count else { throw fail(index, "truncated") }
+            guard count >= 0, count <= data.count - index else { throw fail(index, "truncated") }
             defer { index += count }
             return UnsafeRawBufferPointer(rebasing: data[index..<(index + count)])
         }
@@ -140,15 +140,15 @@ struct SafeUnpickler {
             case 0x93:  // STACK_GLOBAL
                 guard case let .string(name) = try pop(), case let .string(module) = try pop() else { throw fail(at, "STACK_GLOBAL needs two strings") }
                 stack.append(try global(module + "." + name))
-            case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+            case 0x74: stack.append(try tuple(try popMark(), at: at))  // TUPLE
+            case 0x85: stack.append(try tuple([try pop()], at: at))  // TUPLE1
             case 0x86:  // TUPLE2
                 let b = try pop()
-                stack.append(.tuple([try pop(), b]))
+                stack.append(try tuple([try pop(), b], at: at))
             case 0x87:  // TUPLE3
                 let c = try pop()
                 let b = try pop()
-                stack.append(.tuple([try pop(), b, c]))
+                stack.append(try tuple([try pop(), b, c], at: at))
             case 0x61:  // APPEND
                 let value = try pop()
                 guard case let .list(list) = stack.last else { throw fail(at, "APPEND to a non-list") }
@@ -176,6 +176,20 @@ struct SafeUnpickler {
                 throw fail(at, "unsupported opcode 0x\(String(opcode, radix: 16))")
             }
         }
+    }
+
+    /// A state_dict nests tuples three deep; a deeper nest is refused before it can exhaust the
+    /// stack when freed.
+    static let maximumDepth = 16
+
+    private func tuple(_ items: [PickleValue], at: Int) throws -> PickleValue {
+        func depth(_ value: PickleValue, _ budget: Int) -> Int {
+            guard budget > 0, case let .tuple(children) = value else { return 0 }
+            return 1 + (children.map { depth($0, budget - 1) }.max() ?? 0)
+        }
+        let value = PickleValue.tuple(items)
+        guard depth(value, Self.maximumDepth + 1) <= Self.maximumDepth else { throw fail(at, "tuples nested deeper than \(Self.maximumDepth)") }
+        return value
     }
 
     /// `('storage', storage_type, key, location, numel)`.

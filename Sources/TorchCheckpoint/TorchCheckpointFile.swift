@@ -33,17 +33,20 @@ public final class TorchCheckpointFile: Sendable {
         let storage = tensor.storage
         let bytes = try archive.bytes(prefix + "data/" + storage.key)
         let size = storage.dtype.size
-        guard bytes.count == storage.elements * size else {
-            throw TorchCheckpointError.storageSizeMismatch(file: archive.path, key: storage.key, expected: storage.elements * size, actual: bytes.count)
+        let (expectedBytes, overflow) = storage.elements.multipliedReportingOverflow(by: size)
+        guard !overflow, bytes.count == expectedBytes else {
+            throw TorchCheckpointError.storageSizeMismatch(file: archive.path, key: storage.key, expected: overflow ? Int.max : expectedBytes, actual: bytes.count)
         }
         // Only row-major contiguous tensors are views; anything else would need a copy.
         var expected = 1
         for (dimension, stride) in zip(tensor.shape, tensor.strides).reversed() where dimension != 1 {
             guard stride == expected else { throw TorchCheckpointError.badTensor(file: archive.path, name: name, reason: "not contiguous (stride \(tensor.strides) for size \(tensor.shape))") }
-            expected *= dimension
+            let (product, overflow) = expected.multipliedReportingOverflow(by: dimension)
+            guard !overflow else { throw TorchCheckpointError.badTensor(file: archive.path, name: name, reason: "size \(tensor.shape) overflows") }
+            expected = product
         }
-        let count = tensor.shape.reduce(1, *)
-        guard tensor.offset + count <= storage.elements else {
+        let count = tensor.shape.contains(0) ? 0 : expected
+        guard tensor.offset <= storage.elements, count <= storage.elements - tensor.offset else {
             throw TorchCheckpointError.badTensor(file: archive.path, name: name, reason: "elements [\(tensor.offset), \(tensor.offset + count)) fall outside its storage of \(storage.elements)")
         }
         let slice = UnsafeRawBufferPointer(rebasing: bytes[(tensor.offset * size)..<((tensor.offset + count) * size)])

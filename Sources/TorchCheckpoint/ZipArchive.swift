@@ -28,12 +28,8 @@ final class ZipArchive: @unchecked Sendable {
             throw TorchCheckpointError.cannotOpen(file: path, reason: "mmap failed")
         }
         base = UnsafeRawPointer(map)
-        do {
-            try readDirectory()
-        } catch {
-            munmap(UnsafeMutableRawPointer(mutating: base), size)
-            throw error
-        }
+        // Every stored property is set, so a throw from here on runs deinit, which unmaps.
+        try readDirectory()
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
@@ -41,17 +37,17 @@ final class ZipArchive: @unchecked Sendable {
     private func fail(_ reason: String) -> TorchCheckpointError { .malformedZip(file: path, reason: reason) }
 
     private func u16(_ offset: Int) throws -> Int {
-        guard offset >= 0, offset + 2 <= size else { throw fail("truncated at byte \(offset)") }
+        guard offset >= 0, offset <= size - 2 else { throw fail("truncated at byte \(offset)") }
         return Int(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
     }
 
     private func u32(_ offset: Int) throws -> Int {
-        guard offset >= 0, offset + 4 <= size else { throw fail("truncated at byte \(offset)") }
+        guard offset >= 0, offset <= size - 4 else { throw fail("truncated at byte \(offset)") }
         return Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
     }
 
     private func u64(_ offset: Int) throws -> Int {
-        guard offset >= 0, offset + 8 <= size else { throw fail("truncated at byte \(offset)") }
+        guard offset >= 0, offset <= size - 8 else { throw fail("truncated at byte \(offset)") }
         let value = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         guard value < UInt64(Int.max) else { throw fail("64-bit field out of range at byte \(offset)") }
         return Int(value)
@@ -79,7 +75,7 @@ final class ZipArchive: @unchecked Sendable {
             directorySize = try u64(record + 40)
             directoryOffset = try u64(record + 48)
         }
-        guard directoryOffset + directorySize <= size else { throw fail("central directory outside the file") }
+        guard directoryOffset <= size, directorySize <= size - directoryOffset else { throw fail("central directory outside the file") }
         var cursor = directoryOffset
         for _ in 0..<count {
             guard try u32(cursor) == 0x0201_4B50 else { throw fail("bad central directory entry at byte \(cursor)") }
@@ -90,7 +86,7 @@ final class ZipArchive: @unchecked Sendable {
             let extraLength = try u16(cursor + 30)
             let commentLength = try u16(cursor + 32)
             var local = try u32(cursor + 42)
-            guard cursor + 46 + nameLength <= size else { throw fail("entry name outside the file") }
+            guard cursor <= size - 46 - nameLength else { throw fail("entry name outside the file") }
             let name = String(decoding: UnsafeRawBufferPointer(start: base + cursor + 46, count: nameLength), as: UTF8.self)
             // ZIP64 extended information: the 64-bit values, in this order, for fields at their maximum.
             var extra = cursor + 46 + nameLength
@@ -110,7 +106,7 @@ final class ZipArchive: @unchecked Sendable {
             guard compressed == uncompressed else { throw fail("stored entry '\(name)' has different compressed and uncompressed sizes") }
             guard try u32(local) == 0x0403_4B50 else { throw fail("bad local header for '\(name)'") }
             let start = local + 30 + (try u16(local + 26)) + (try u16(local + 28))
-            guard start + uncompressed <= size else { throw fail("data of '\(name)' runs past the end of the file") }
+            guard start <= size, uncompressed <= size - start else { throw fail("data of '\(name)' runs past the end of the file") }
             entries[name] = start..<(start + uncompressed)
             cursor += 46 + nameLength + extraLength + commentLength
         }

@@ -81,3 +81,35 @@ struct FilesAndPipelineTests {
         #expect(pipeline.generator.defaults.doSample && pipeline.generator.defaults.temperature == 0.7)
     }
 }
+
+@Suite("generation edge cases from review")
+struct GenerationEdgeCaseTests {
+    @Test("an unsettled session cannot be saved; ragged continuations are refused")
+    func sessions() throws {
+        let generator = Generator(model: try Mamba2ForCausalLM(directory: modelFixtures.appendingPathComponent("g1-tied")))
+        var config = GenerationConfig()
+        config.maxNewTokens = 3
+        let result = try generator.generate([[1, 2], [3, 4]], config: config)
+        #expect(result.session.pending != nil)
+        #expect(throws: GenerationError.invalidInput("the session's last tokens are not yet in its state: save Generator.settle(session)")) {
+            try StateFile.write(result.session, for: generator.model.config, to: temporaryURL("pending"))
+        }
+        #expect(throws: GenerationError.invalidInput("a continuation must add the same number of tokens to every row")) {
+            try generator.extend(result.session, with: [[], [5, 6]])
+        }
+        let extended = try generator.extend(result.session, with: [[5], [6]])
+        #expect(extended.history[0].suffix(1) == [5] && extended.pending == nil)
+    }
+
+    @Test("an unset EOS falls back to the model's, as transformers merges configs")
+    func eosFallback() throws {
+        let model = try Mamba2ForCausalLM(directory: modelFixtures.appendingPathComponent("g1-tied"))
+        var config = GenerationConfig()
+        config.maxNewTokens = 12
+        let free = try Generator(model: model, defaults: { var d = GenerationConfig(); d.eosTokenIDs = [-1]; return d }()).generate([[7, 8, 9]], config: config).tokens[0]
+        var defaults = GenerationConfig()
+        defaults.eosTokenIDs = [free[0]]
+        let stopped = try Generator(model: model, defaults: defaults).generate([[7, 8, 9]], config: config)
+        #expect(stopped.tokens[0] == [free[0]] && stopped.finishReasons == [.stop])
+    }
+}

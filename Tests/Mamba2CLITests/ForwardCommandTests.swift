@@ -105,11 +105,13 @@ struct ForwardCommandTests {
         (["--model", "/nonexistent/model", "--ids", "1,2"], "/nonexistent/model/config.json"),
         (["--ids", "1,x"], "--ids '1,x' must be a comma-separated list of integers"),
         (["--ids", "1,2,50"], "token id 50 at row 0, position 2 is outside the vocabulary [0, 50)"),
-        (["--ids", "1,2", "--ids", "3"], "input_ids row 1 has 1 tokens"),
+        (["--ids", "1,2", "--ids", "3"], "--ids row 1 has 1 tokens, row 0 has 2"),
         (["--ids", "1,2", "--mask", "1,1", "--mask", "1,1"], "--mask was given 2 times for 1 --ids rows"),
         (["--ids", "1,2", "--decode-from", "3"], "--decode-from 3 must be between 0 and the row length 2"),
         (["--ids", "1,2", "--output", "/nonexistent/dir/out.npy"], "/nonexistent/dir/out.npy: cannot write"),
         (["--ids"], "Missing value for '--ids <ids>'"),
+        (["--ids", "1,2,3", "--ids", "4", "--decode-from", "1"], "--ids row 1 has 1 tokens, row 0 has 3"),
+        (["--ids", "1,2,3", "--mask", "1", "--decode-from", "1"], "--mask row 0 has 1 values for rows of 3 tokens"),
         (["--ids", "1", "--bogus"], "Unknown option '--bogus'"),
     ])
     func errors(arguments: [String], fragment: String) throws {

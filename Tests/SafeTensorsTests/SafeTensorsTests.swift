@@ -194,3 +194,15 @@ struct CheckpointTests {
         }
     }
 }
+
+@Suite("safetensors coverage")
+struct SafeTensorsCoverageTests {
+    @Test("gaps and trailing bytes in the data section are refused, as the safetensors library does")
+    func coverage() throws {
+        let directory = try temporaryDirectory()
+        let gap = try rawFile(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}"#, dataSize: 12, in: directory, name: "gap")
+        #expect(throws: SafeTensorsError.malformedHeader(file: gap, reason: "bytes [4, 8) of the data section belong to no tensor")) { try SafeTensorsFile(path: gap) }
+        let trailing = try rawFile(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, dataSize: 9, in: directory, name: "trailing")
+        #expect(throws: SafeTensorsError.malformedHeader(file: trailing, reason: "5 bytes after the last tensor belong to no tensor")) { try SafeTensorsFile(path: trailing) }
+    }
+}

@@ -157,3 +157,50 @@ struct TokenizerAPITests {
         #expect(!pieces.compactMap { $0 }.contains { $0.contains("\u{FFFD}") })
     }
 }
+
+@Suite("tokenizer edge cases from review")
+struct TokenizerEdgeCaseTests {
+    static func load(_ json: String) throws -> Tokenizer {
+        try Tokenizer(bytes: Array(json.utf8), file: "test/tokenizer.json")
+    }
+
+    @Test("a rejected single_word match is skipped whole, as tokenizers' leftmost iterator does")
+    func singleWordSkip() throws {
+        let tokenizer = try Self.load(#"""
+            {"model": {"type": "BPE", "vocab": {"x": 0, "a": 1, "b": 2, "ab": 3, " ": 6}, "merges": []},
+             "added_tokens": [{"id": 4, "content": "AB", "single_word": true, "normalized": false},
+                              {"id": 5, "content": "B", "normalized": false}]}
+            """#)
+        // "AB" is glued to "x", so it is rejected, and "B" inside it is not matched either.
+        #expect(throws: TokenizerError.unrepresentable(text: "A")) { try tokenizer.encode("xAB") }
+        #expect(try tokenizer.encode("x AB").ids == [0, 6, 4])
+    }
+
+    @Test("a repeated merge takes its last rank")
+    func duplicateMerges() throws {
+        let tokenizer = try Self.load(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4}, "merges": ["a b", "b c", "a b"]}}"#)
+        #expect(try tokenizer.encode("abc").ids == [0, 4])
+    }
+
+    @Test("hostile numbers in tokenizer files are refused, not trapped on")
+    func hostileNumbers() throws {
+        #expect(throws: TokenizerError.self) { try Self.load(#"{"model": {"type": "BPE", "vocab": {"a": 2147483646}, "merges": []}}"#) }
+        #expect(throws: TokenizerError.invalidField(file: "test/tokenizer.json", path: "decoder", reason: "start and stop must be ≥ 0")) {
+            try Self.load(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "Strip", "content": " ", "start": -1, "stop": 0}}"#)
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tokenizer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#.utf8).write(to: directory.appendingPathComponent("tokenizer.json"))
+        try Data(#"{"model_max_length": -1e300}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))
+        #expect(try Tokenizer(url: directory).config.modelMaxLength == nil)
+    }
+
+    @Test("unknown ids can be skipped where a model's padded vocabulary meets its tokenizer")
+    func skipUnknown() throws {
+        let tokenizer = try Self.load(#"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []}}"#)
+        #expect(try tokenizer.decode([0, 7, 1], skipUnknownIDs: true) == "a b")
+        var stream = tokenizer.streamingDecoder(skipUnknownIDs: true)
+        #expect(try stream.step(7) == nil)
+        #expect(try stream.step(0) == "a")
+    }
+}

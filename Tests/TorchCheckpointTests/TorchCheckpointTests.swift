@@ -55,3 +55,22 @@ struct TorchCheckpointTests {
         #expect(throws: TorchCheckpointError.self) { try TorchCheckpointFile(path: "/nonexistent/pytorch_model.bin") }
     }
 }
+
+@Suite("hostile pickles")
+struct HostilePickleTests {
+    func unpickle(_ bytes: [UInt8]) throws -> PickleValue {
+        try bytes.withUnsafeBytes { try SafeUnpickler(data: $0, file: "evil.pkl").run() }
+    }
+
+    @Test("deep nesting, huge lengths and unknown globals are errors")
+    func hostile() throws {
+        // N followed by a million TUPLE1s: refused at depth 17, before it can exhaust the stack.
+        let nested = [0x80, 2, 0x4E] + [UInt8](repeating: 0x85, count: 1_000_000) + [0x2E]
+        #expect(throws: TorchCheckpointError.malformedPickle(file: "evil.pkl", offset: 19, reason: "tuples nested deeper than 16")) { try unpickle(nested) }
+        // BINUNICODE8 with a length near Int.max.
+        let long = [0x80, 4, 0x8D] + [UInt8](repeating: 0xFF, count: 7) + [0x7F, 0x2E]
+        #expect(throws: TorchCheckpointError.malformedPickle(file: "evil.pkl", offset: 11, reason: "truncated")) { try unpickle(long) }
+        let global = [0x80, 2, 0x63] + Array("builtins\neval\n".utf8) + [0x2E]
+        #expect(throws: TorchCheckpointError.refusedGlobal(file: "evil.pkl", name: "builtins.eval")) { try unpickle(global) }
+    }
+}

@@ -282,10 +282,12 @@ public struct SSMHeads: @unchecked Sendable {
     public func run(batch: Int, chunkSize: Int?, threads: Int) {
         let (l, h, p, n) = (length, heads, headDim, stateSize)
         let headsPerGroup = h / groups
-        let q = chunkSize ?? 1
-        let workspace = Int(ck_ssd_workspace(Int64(q), Int64(p), Int64(n)))
+        let recurrent = chunkSize == nil || l == 1
+        // A chunk longer than the sequence computes the same as one of the sequence's length.
+        let q = min(chunkSize ?? 1, l)
+        let workspace = recurrent ? 0 : Int(ck_ssd_workspace(Int64(q), Int64(p), Int64(n)))
         Fast.parallelFor(batch * h, threads: threads) { range in
-            let work = UnsafeMutablePointer<Float>.allocate(capacity: workspace)
+            let work = UnsafeMutablePointer<Float>.allocate(capacity: max(workspace, 1))
             defer { work.deallocate() }
             for task in range {
                 let (row, head) = (task / h, task % h)
@@ -296,7 +298,7 @@ public struct SSMHeads: @unchecked Sendable {
                 let Ch = C + row * l * ldbc + group * n
                 let sh = state + (row * h + head) * p * n
                 let yh = y + row * l * ldy + head * p
-                if chunkSize == nil || l == 1 {
+                if recurrent {
                     for t in 0..<l {
                         ck_ssm_step(xh + t * ldx, dth[t * lddt], A[head], D[head], Bh + t * ldbc, Ch + t * ldbc, Int64(p), Int64(n), sh, yh + t * ldy)
                     }
