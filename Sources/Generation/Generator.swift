@@ -94,8 +94,7 @@ public struct Generator: Sendable {
             throw GenerationError.invalidInput("a continuation must add the same number of tokens to every row")
         }
         guard length > 0 else { return session }
-        let output = try model(.tokenIDs(ids), state: session.state)
-        session.state = output.state!
+        let output = try model(.tokenIDs(ids), updating: &session.state)
         session.nextLogits = Self.lastPosition(output.logits)
         for row in ids.indices { session.history[row] += ids[row] }
         return session
@@ -105,8 +104,7 @@ public struct Generator: Sendable {
     public func settle(_ session: GenerationSession) throws -> GenerationSession {
         guard let pending = session.pending else { return session }
         var session = session
-        let output = try model(.tokenIDs(pending.map { [$0] }), state: session.state)
-        session.state = output.state!
+        let output = try model(.tokenIDs(pending.map { [$0] }), updating: &session.state)
         session.nextLogits = Self.lastPosition(output.logits)
         session.pending = nil
         return session
@@ -180,7 +178,12 @@ public struct Generator: Sendable {
         let longestStop = stops.map(\.count).max() ?? 0
 
         for step in 0..<budget {
-            if step > 0 { session = try settle(session) }
+            if step > 0, let pending = session.pending {
+                // In place: the loop's session holds the only reference to its state.
+                let output = try model(.tokenIDs(pending.map { [$0] }), updating: &session.state)
+                session.nextLogits = Self.lastPosition(output.logits)
+                session.pending = nil
+            }
             var chosen: [Int] = []
             for row in 0..<rows {
                 guard reasons[row] == nil else { chosen.append(pad); continue }

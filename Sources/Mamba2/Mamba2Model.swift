@@ -49,35 +49,54 @@ public struct Mamba2Model: Sendable {
         scan: SSMScan = .chunked(),
         path: ForwardPath = .fast
     ) throws -> Mamba2Output {
+        let batch = try batchSize(of: input)
+        var current = state ?? Mamba2State(config: config, batchSize: batch)
+        var output = try self(input, attentionMask: attentionMask, updating: &current, outputHiddenStates: outputHiddenStates, scan: scan, path: path)
+        output.state = state != nil || useCache ? current : nil
+        return output
+    }
+
+    /// Runs the model and advances `state` in place: the decoding loop's form, which copies no
+    /// state when the caller holds the only reference to it. The output's `state` is nil.
+    public func callAsFunction(
+        _ input: Mamba2Input,
+        attentionMask: [[Int]]? = nil,
+        updating state: inout Mamba2State,
+        outputHiddenStates: Bool = false,
+        scan: SSMScan = .chunked(),
+        path: ForwardPath = .fast
+    ) throws -> Mamba2Output {
         var hiddenStates = try embed(input)  // [b, l, d]
         let (b, l) = (hiddenStates.shape[0], hiddenStates.shape[1])
         let mask = try maskTensor(attentionMask, batch: b, length: l)  // [b, l]
-        if let state { try state.validate(for: config, batchSize: b) }
+        try state.validate(for: config, batchSize: b)
         if case let .chunked(chunkSize?) = scan, chunkSize <= 0 {
             throw Mamba2Error.invalidInput("chunk size must be positive, got \(chunkSize)")
         }
-        var current = state ?? Mamba2State(config: config, batchSize: b)
 
         if path == .fast {
-            let (output, all) = fast(hiddenStates, mask: mask, state: &current, scan: scan, threads: threads, collect: outputHiddenStates)
-            return Mamba2Output(
-                lastHiddenState: output, hiddenStates: outputHiddenStates ? all : nil,
-                state: state != nil || useCache ? current : nil)
+            let (output, all) = fast(hiddenStates, mask: mask, state: &state, scan: scan, threads: threads, collect: outputHiddenStates)
+            return Mamba2Output(lastHiddenState: output, hiddenStates: outputHiddenStates ? all : nil, state: nil)
         }
         var all: [Tensor] = []
         for (index, block) in weights.layers.enumerated() {
             let residual = hiddenStates  // [b, l, d], fp32 (residual_in_fp32 holds by construction)
             let normed = Reference.rmsNorm(hiddenStates, weight: block.norm, epsilon: config.layerNormEpsilon)
             let mixer = Mamba2Mixer(config: config, weights: block.mixer)
-            hiddenStates = residual + mixer(normed, mask: mask, state: &current.layers[index], scan: scan)
+            hiddenStates = residual + mixer(normed, mask: mask, state: &state.layers[index], scan: scan)
             if outputHiddenStates { all.append(hiddenStates) }
         }
         hiddenStates = Reference.rmsNorm(hiddenStates, weight: weights.normF, epsilon: config.layerNormEpsilon)
         if outputHiddenStates { all.append(hiddenStates) }
-        return Mamba2Output(
-            lastHiddenState: hiddenStates,
-            hiddenStates: outputHiddenStates ? all : nil,
-            state: state != nil || useCache ? current : nil)
+        return Mamba2Output(lastHiddenState: hiddenStates, hiddenStates: outputHiddenStates ? all : nil, state: nil)
+    }
+
+    /// The batch size of an input, before it is validated in full.
+    func batchSize(of input: Mamba2Input) throws -> Int {
+        switch input {
+        case let .tokenIDs(rows): return max(rows.count, 1)
+        case let .embeddings(tensor): return tensor.rank == 3 ? max(tensor.shape[0], 1) : 1
+        }
     }
 
     /// `[b, l, d]` from ids (checked against the vocabulary) or given embeddings.
@@ -161,6 +180,26 @@ public struct Mamba2ForCausalLM: Sendable {
         let output = try backbone(
             input, attentionMask: attentionMask, state: state, useCache: useCache,
             outputHiddenStates: outputHiddenStates, scan: scan, path: path)
+        return try head(output, labels: labels, path: path)
+    }
+
+    /// Runs the model and advances `state` in place (see `Mamba2Model`); the output's `state` is nil.
+    public func callAsFunction(
+        _ input: Mamba2Input,
+        attentionMask: [[Int]]? = nil,
+        updating state: inout Mamba2State,
+        labels: [[Int]]? = nil,
+        outputHiddenStates: Bool = false,
+        scan: SSMScan = .chunked(),
+        path: ForwardPath = .fast
+    ) throws -> Mamba2CausalLMOutput {
+        let output = try backbone(
+            input, attentionMask: attentionMask, updating: &state, outputHiddenStates: outputHiddenStates, scan: scan, path: path)
+        return try head(output, labels: labels, path: path)
+    }
+
+    /// The LM head and the loss.
+    private func head(_ output: Mamba2Output, labels: [[Int]]?, path: ForwardPath) throws -> Mamba2CausalLMOutput {
         let logits = switch path {  // [b, l, vocab]
         case .reference: Reference.linear(output.lastHiddenState, weight: backbone.weights.lmHead)
         case .fast: Fast.linear(output.lastHiddenState, weight: backbone.weights.lmHead, threads: backbone.threads)

@@ -80,13 +80,14 @@ struct Bench: ParsableCommand {
         let prompt = (0..<batch).map { _ in (0..<promptLen).map { _ in Int.random(in: 0..<config.vocabSize, using: &generator) } }
         func once(promptLength: Int, tokens: Int) throws -> (prefill: Double, decode: Double) {
             let ids = prompt.map { Array($0.prefix(promptLength)) }
+            var state = Mamba2State(config: config, batchSize: batch)
             let start = DispatchTime.now()
-            var output = try lm(.tokenIDs(ids), useCache: true, path: forwardPath)
+            var output = try lm(.tokenIDs(ids), updating: &state, path: forwardPath)
             let prefill = Self.seconds(since: start)
             let decodeStart = DispatchTime.now()
             for _ in 0..<tokens {
                 let next = Self.argmaxLastPosition(output.logits)
-                output = try lm(.tokenIDs(next.map { [$0] }), state: output.state, path: forwardPath)
+                output = try lm(.tokenIDs(next.map { [$0] }), updating: &state, path: forwardPath)
             }
             return (prefill, Self.seconds(since: decodeStart))
         }
