@@ -75,15 +75,18 @@ public struct Mamba2Weights: Sendable {
     static let aliases = ["backbone.embedding.weight": "backbone.embeddings.weight"]
 
     /// Loads the weights of a model folder: safetensors (single or sharded) when there are any,
-    /// else the original mamba_ssm `pytorch_model.bin`.
-    public init(config: Mamba2Config, directory: URL) throws {
+    /// else the original mamba_ssm `pytorch_model.bin`. With `progress`, safetensors files are
+    /// read through once (bytes read, total) so generation starts without page-fault stalls.
+    public init(config: Mamba2Config, directory: URL, progress: ((Int, Int) -> Void)? = nil) throws {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         let bin = directory.appendingPathComponent("pytorch_model.bin")
         if !files.contains(where: { $0.hasSuffix(".safetensors") || $0 == Checkpoint.indexName }), files.contains("pytorch_model.bin") {
             let file = try TorchCheckpointFile(path: bin.path)
             try self.init(config: config, tensors: Dictionary(file.tensors, uniquingKeysWith: { first, _ in first }))
         } else {
-            try self.init(config: config, checkpoint: try Checkpoint(directory: directory))
+            let checkpoint = try Checkpoint(directory: directory)
+            try self.init(config: config, checkpoint: checkpoint)
+            if let progress { checkpoint.prefetch(progress: progress) }
         }
     }
 

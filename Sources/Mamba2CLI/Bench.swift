@@ -69,7 +69,7 @@ struct Bench: ParsableCommand {
             let config = try Mamba2Config.shape(named: randomShape)
             lm = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: weightType ?? .float32), threads: threadCount)
         } else {
-            var loaded = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: model!), threads: threadCount)
+            var loaded = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: model!), threads: threadCount, progress: loadingProgress(model!))
             if let weightType { loaded = try Self.converted(loaded, to: weightType, threads: threadCount) }
             lm = loaded
         }
@@ -99,6 +99,8 @@ struct Bench: ParsableCommand {
             prefillRates.append(Double(batch * promptLen) / prefill)
             if newTokens > 0 { decodeRates.append(Double(batch * newTokens) / decode) }
         }
+        // Peak memory of the model's work, read before the bandwidth probe allocates its buffer.
+        let peakResident = Self.peakResidentBytes()
         let bandwidth = Fast.measureReadBandwidth(threads: threadCount)
         // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
         // the fp32 state.
@@ -117,7 +119,7 @@ struct Bench: ParsableCommand {
             "load_seconds": .double(loadSeconds),
             "prefill_tokens_per_second": .double(Self.median(prefillRates)),
             "decode_tokens_per_second": .double(Self.median(decodeRates)),
-            "peak_rss_bytes": .int(Self.peakResidentBytes()),
+            "peak_rss_bytes": .int(peakResident),
             "memory_read_bytes_per_second": .double(bandwidth),
             "decode_bytes_per_step": .int(bytesPerStep),
             "decode_bandwidth_bound_tokens_per_second": .double(bandwidth / Double(bytesPerStep) * Double(batch)),

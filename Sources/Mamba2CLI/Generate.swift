@@ -75,7 +75,7 @@ struct Generate: ParsableCommand {
 
     private func generate() throws {
         let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
-        let mamba = try Mamba2ForCausalLM(directory: directory)
+        let mamba = try Mamba2ForCausalLM(directory: directory, progress: loadingProgress(directory.lastPathComponent))
         let hasTokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
         let tokenizer = hasTokenizer ? try Tokenizer(url: directory) : nil
         let generator = Generator(model: mamba, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory) ?? .pipelineDefaults)

@@ -40,3 +40,16 @@ func parseIntegerList(_ text: String, option: String) throws -> [Int] {
     }
     return values
 }
+
+/// A progress line on stderr for reading a large model (silent below 1 GB).
+func loadingProgress(_ name: String) -> (Int, Int) -> Void {
+    var lastPercent = -1
+    return { done, total in
+        guard total >= 1_000_000_000 else { return }
+        let percent = Int(100 * Double(done) / Double(total))
+        guard percent != lastPercent else { return }
+        lastPercent = percent
+        let line = "\rloading \(name): \(percent)% of \(total / 1_000_000) MB" + (done >= total ? "\n" : "")
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+}

@@ -61,6 +61,19 @@ public struct Checkpoint: Sendable {
         self.location = location
     }
 
+    /// Bytes of every file.
+    public var byteCount: Int { files.map(\.byteCount).reduce(0, +) }
+
+    /// Reads every file once (see `SafeTensorsFile.prefetch`); `progress` hears (bytes read, total).
+    public func prefetch(progress: (Int, Int) -> Void) {
+        let total = byteCount
+        var done = 0
+        for file in files {
+            file.prefetch { progress(done + $0, total) }
+            done += file.byteCount
+        }
+    }
+
     /// Every tensor name, sorted.
     public var names: [String] { location.keys.sorted() }
 

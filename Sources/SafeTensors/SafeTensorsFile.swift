@@ -72,6 +72,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
         munmap(UnsafeMutableRawPointer(mutating: base), mappedSize)
     }
 
+    /// Bytes of the mapped file.
+    public var byteCount: Int { mappedSize }
+
+    /// Reads every page of the file once (after asking the kernel to read ahead), so the first
+    /// forward pass does not stall on page faults; `progress` hears the bytes read so far.
+    public func prefetch(progress: (Int) -> Void) {
+        madvise(UnsafeMutableRawPointer(mutating: base), mappedSize, MADV_WILLNEED)
+        let page = 4096
+        var checksum: UInt8 = 0
+        var offset = 0
+        while offset < mappedSize {
+            let end = min(mappedSize, offset + (64 << 20))
+            for position in stride(from: offset, to: end, by: page) { checksum &+= base.load(fromByteOffset: position, as: UInt8.self) }
+            offset = end
+            progress(offset)
+        }
+        if checksum == 1 { progress(offset) }  // keeps the reads
+    }
+
     /// Tensor names in file order (by data offset).
     public var names: [String] {
         tensors.values.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map(\.name)
