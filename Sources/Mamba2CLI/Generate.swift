@@ -16,7 +16,7 @@ struct Generate: ParsableCommand {
     @Option(help: "A text prompt; repeat for a batch.")
     var prompt: [String] = []
 
-    @Option(help: "A prompt as comma-separated token ids (for models without a tokenizer); repeat for a batch.")
+    @Option(name: .customLong("prompt-ids"), help: "A prompt as comma-separated token ids (for models without a tokenizer); repeat for a batch.")
     var promptIDs: [String] = []
 
     @Option(help: "Tokens to generate (default: the model's generation config).")

@@ -49,7 +49,7 @@ struct GenerateCommandTests {
     }
 
     @Test("invalid arguments and files give a one-line error", arguments: [
-        (["--prompt", "a", "--temperature", "-1"], "invalid generation setting 'temperature'"),
+        (["--prompt", "a", "--temperature=-1"], "invalid generation setting 'temperature'"),
         (["--prompt", "a", "--top-p", "0"], "invalid generation setting 'top_p'"),
         (["--prompt", "a", "--greedy", "--temperature", "0.5"], "--greedy cannot be combined"),
         (["--prompt", "a", "--prompt-ids", "1"], "give --prompt or --prompt-ids, not both"),
