@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__clang__) || defined(__GNUC__))
@@ -217,14 +218,23 @@ static void linear_generic(const float *x, int64_t ldx, int64_t m, int64_t k, co
                         }                                                                                          \
                 }                                                                                                  \
                 for (; r < me; r++) {                                                                              \
-                    __m512 acc[4];                                                                                 \
-                    for (int b = 0; b < 4; b++) acc[b] = _mm512_setzero_ps();                                      \
-                    for (int64_t c = 0; c < k16; c += 16) {                                                        \
-                        __m512 xv = _mm512_loadu_ps(x + r * ldx + c);                                                \
+                    /* Decoding's case: two sums per weight row, so eight FMA chains hide the latency. */         \
+                    __m512 acc[4], acc2[4];                                                                        \
+                    for (int b = 0; b < 4; b++) acc[b] = acc2[b] = _mm512_setzero_ps();                            \
+                    int64_t c = 0;                                                                                 \
+                    for (; c + 32 <= k16; c += 32) {                                                               \
+                        __m512 xv = _mm512_loadu_ps(x + r * ldx + c), xv2 = _mm512_loadu_ps(x + r * ldx + c + 16); \
+                        for (int b = 0; b < 4; b++) {                                                              \
+                            acc[b] = _mm512_fmadd_ps(xv, LOAD(w, (j + b) * ldw + c), acc[b]);                      \
+                            acc2[b] = _mm512_fmadd_ps(xv2, LOAD(w, (j + b) * ldw + c + 16), acc2[b]);              \
+                        }                                                                                          \
+                    }                                                                                              \
+                    for (; c < k16; c += 16) {                                                                     \
+                        __m512 xv = _mm512_loadu_ps(x + r * ldx + c);                                              \
                         for (int b = 0; b < 4; b++) acc[b] = _mm512_fmadd_ps(xv, LOAD(w, (j + b) * ldw + c), acc[b]); \
                     }                                                                                              \
                     for (int b = 0; b < 4; b++) {                                                                  \
-                        float sum = _mm512_reduce_add_ps(acc[b]);                                                  \
+                        float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[b], acc2[b]));                          \
                         for (int64_t c = k16; c < k; c++) sum += x[r * ldx + c] * load_scalar(w, DTYPE, (j + b) * ldw + c); \
                         y[r * ldy + j + b] = sum + (bias ? bias[j + b] : 0.0f);                                    \
                     }                                                                                              \
@@ -283,13 +293,23 @@ CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
                         }                                                                                          \
                 }                                                                                                  \
                 for (; r < me; r++) {                                                                              \
-                    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                 \
-                    for (int64_t c = 0; c < k8; c += 8) {                                                          \
-                        const __m256 xv = _mm256_loadu_ps(x + r * ldx + c);                                          \
-                        acc0 = _mm256_fmadd_ps(xv, LOAD(w, j * ldw + c), acc0);                                      \
-                        acc1 = _mm256_fmadd_ps(xv, LOAD(w, (j + 1) * ldw + c), acc1);                                \
+                    /* Decoding's case: four sums per weight row, so eight FMA chains hide the latency. */        \
+                    __m256 acc0[4], acc1[4];                                                                       \
+                    for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                           \
+                    int64_t c = 0;                                                                                 \
+                    for (; c + 32 <= k8; c += 32)                                                                  \
+                        for (int u = 0; u < 4; u++) {                                                              \
+                            const __m256 xv = _mm256_loadu_ps(x + r * ldx + c + 8 * u);                            \
+                            acc0[u] = _mm256_fmadd_ps(xv, LOAD(w, j * ldw + c + 8 * u), acc0[u]);                  \
+                            acc1[u] = _mm256_fmadd_ps(xv, LOAD(w, (j + 1) * ldw + c + 8 * u), acc1[u]);            \
+                        }                                                                                          \
+                    for (; c < k8; c += 8) {                                                                       \
+                        const __m256 xv = _mm256_loadu_ps(x + r * ldx + c);                                        \
+                        acc0[0] = _mm256_fmadd_ps(xv, LOAD(w, j * ldw + c), acc0[0]);                              \
+                        acc1[0] = _mm256_fmadd_ps(xv, LOAD(w, (j + 1) * ldw + c), acc1[0]);                        \
                     }                                                                                              \
-                    float s0 = hsum256(acc0), s1 = hsum256(acc1);                                                  \
+                    float s0 = hsum256(_mm256_add_ps(_mm256_add_ps(acc0[0], acc0[1]), _mm256_add_ps(acc0[2], acc0[3]))); \
+                    float s1 = hsum256(_mm256_add_ps(_mm256_add_ps(acc1[0], acc1[1]), _mm256_add_ps(acc1[2], acc1[3]))); \
                     for (int64_t c = k8; c < k; c++) {                                                             \
                         s0 += x[r * ldx + c] * load_scalar(w, DTYPE, j * ldw + c);                                     \
                         s1 += x[r * ldx + c] * load_scalar(w, DTYPE, (j + 1) * ldw + c);                               \
@@ -311,6 +331,63 @@ CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
         }                                                                                                          \
     }
 
+// bf16 matrix-vector products (decoding: fewer than 4 input rows). A 256-bit load holds 16 bf16
+// weights; shifting each 32-bit lane left by 16 gives the even ones as fp32, masking the low half
+// gives the odd ones, so x is split into its even and odd elements once per row instead of
+// widening every weight with a shuffle.
+static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,
+                                   const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    const int64_t k16 = k & ~(int64_t)15;
+    const uint16_t *wb = (const uint16_t *)w;
+    const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
+    float *split = (float *)malloc((size_t)(k16 > 0 ? k16 : 1) * sizeof(float));
+    for (int64_t r = 0; r < m; r++) {
+        const float *xr = x + r * ldx;
+        for (int64_t c = 0; c < k16; c += 16)
+            for (int i = 0; i < 8; i++) {
+                split[c + i] = xr[c + 2 * i];
+                split[c + 8 + i] = xr[c + 2 * i + 1];
+            }
+        int64_t j = j0;
+        for (; j + 2 <= j1; j += 2) {
+            __m256 e0 = _mm256_setzero_ps(), o0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps();
+            for (int64_t c = 0; c < k16; c += 16) {
+                // Two rows ahead, so several DRAM reads are in flight per core.
+                if ((c & 31) == 0 && j + 3 < j1) {
+                    _mm_prefetch((const char *)(wb + (j + 2) * ldw + c), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(wb + (j + 3) * ldw + c), _MM_HINT_T0);
+                }
+                const __m256 xe = _mm256_loadu_ps(split + c), xo = _mm256_loadu_ps(split + c + 8);
+                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
+                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(wb + (j + 1) * ldw + c));
+                e0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe, e0);
+                o0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, high)), xo, o0);
+                e1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe, e1);
+                o1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, high)), xo, o1);
+            }
+            float s0 = hsum256(_mm256_add_ps(e0, o0)), s1 = hsum256(_mm256_add_ps(e1, o1));
+            for (int64_t c = k16; c < k; c++) {
+                s0 += xr[c] * bf16_to_f32(wb[j * ldw + c]);
+                s1 += xr[c] * bf16_to_f32(wb[(j + 1) * ldw + c]);
+            }
+            y[r * ldy + j] = s0 + (bias ? bias[j] : 0.0f);
+            y[r * ldy + j + 1] = s1 + (bias ? bias[j + 1] : 0.0f);
+        }
+        for (; j < j1; j++) {
+            __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+            for (int64_t c = 0; c < k16; c += 16) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
+                e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(split + c), e);
+                o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), _mm256_loadu_ps(split + c + 8), o);
+            }
+            float sum = hsum256(_mm256_add_ps(e, o));
+            for (int64_t c = k16; c < k; c++) sum += xr[c] * bf16_to_f32(wb[j * ldw + c]);
+            y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
+        }
+    }
+    free(split);
+}
+
 CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
 CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
 CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
@@ -330,7 +407,10 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
     }
     if (ck_isa() == 1) {
         switch (dtype) {
-        case CK_BF16: linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        case CK_BF16:
+            if (m < 4) gemv_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
+            else linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
+            return;
         case CK_F16: linear_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         default: linear_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         }

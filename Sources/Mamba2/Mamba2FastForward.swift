@@ -94,6 +94,9 @@ final class Mamba2FastForward: @unchecked Sendable {
         case .sequential: nil
         case let .chunked(size): size ?? config.chunkSize
         }
+        // A single-token step of one sequence is too small for the conv and the scan to pay for
+        // waking a second thread.
+        let smallThreads = rows == 1 ? 1 : threads
         let work = workspace()
         defer { recycle(work) }
         work.reserve(rows: rows, config: config)
@@ -138,7 +141,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                                     x: P + sequence * l * width + e, length: l, ldx: width, tapMajorWeight: taps.baseAddress!,
                                     bias: layer.convBias, kernel: k, channels: convDim,
                                     state: convState.baseAddress! + sequence * (k - 1) * convDim,
-                                    y: X + sequence * l * convDim, ldy: convDim, threads: threads)
+                                    y: X + sequence * l * convDim, ldy: convDim, threads: smallThreads)
                             }
                         }
                     }
@@ -157,7 +160,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                             x: X, ldx: convDim, dt: DT, lddt: h, B: X + e, C: X + e + config.nGroups * config.stateSize,
                             ldbc: convDim, length: l, heads: h, headDim: config.headDim, groups: config.nGroups,
                             stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm.baseAddress!, y: Y, ldy: e
-                        ).run(batch: b, chunkSize: chunkSize, threads: threads)
+                        ).run(batch: b, chunkSize: chunkSize, threads: smallThreads)
                     }
 
                     // Gated RMSNorm: norm(y · silu(z)) per group, z read in place from the projection.
