@@ -37,13 +37,7 @@ struct Bench: ParsableCommand {
     var runs = 3
 
     func run() throws {
-        do {
-            try bench()
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
-        }
+        try bench()
     }
 
     private func bench() throws {
@@ -52,14 +46,7 @@ struct Bench: ParsableCommand {
         guard promptLen > 0, newTokens >= 0, batch > 0, runs > 0 else {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
         }
-        let weightType: DType? = try dtype.map { name in
-            switch name {
-            case "float32", "fp32": return .float32
-            case "bfloat16", "bf16": return .bfloat16
-            case "float16", "fp16": return .float16
-            default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
-            }
-        }
+        let weightType = try dtype.map(parseDType)
         let threadCount = threads ?? Fast.defaultThreads
         guard threadCount > 0 else { throw CLIError("--threads must be positive") }
 

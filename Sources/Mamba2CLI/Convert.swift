@@ -21,34 +21,21 @@ struct Convert: ParsableCommand {
     var shardBytes: Int?
 
     func run() throws {
-        do {
-            let source = URL(fileURLWithPath: model)
-            guard source.standardizedFileURL.path != URL(fileURLWithPath: output).standardizedFileURL.path else {
-                throw CLIError("--output must be another folder than --model")
-            }
-            let config = try Mamba2Config(directory: source)
-            let weights = try Mamba2Weights(config: config, directory: source)
-            let target: DType = try dtype.map { name in
-                switch name {
-                case "float32", "fp32": return .float32
-                case "bfloat16", "bf16": return .bfloat16
-                case "float16", "fp16": return .float16
-                default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
-                }
-            } ?? (weights.layers.first?.mixer.inProj.dtype ?? .float32)
-            if let shardBytes, shardBytes <= 0 { throw CLIError("--shard-bytes must be positive") }
-            let destination = URL(fileURLWithPath: output)
-            try weights.writeHuggingFaceFolder(config: config, dtype: target, to: destination, shardBytes: shardBytes)
-            for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
-                let file = source.appendingPathComponent(name)
-                guard FileManager.default.fileExists(atPath: file.path) else { continue }
-                try? FileManager.default.removeItem(at: destination.appendingPathComponent(name))
-                try FileManager.default.copyItem(at: file, to: destination.appendingPathComponent(name))
-            }
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
+        let source = URL(fileURLWithPath: model)
+        guard source.standardizedFileURL.path != URL(fileURLWithPath: output).standardizedFileURL.path else {
+            throw CLIError("--output must be another folder than --model")
+        }
+        let config = try Mamba2Config(directory: source)
+        let weights = try Mamba2Weights(config: config, directory: source)
+        let target = try dtype.map(parseDType) ?? (weights.layers.first?.mixer.inProj.dtype ?? .float32)
+        if let shardBytes, shardBytes <= 0 { throw CLIError("--shard-bytes must be positive") }
+        let destination = URL(fileURLWithPath: output)
+        try weights.writeHuggingFaceFolder(config: config, dtype: target, to: destination, shardBytes: shardBytes)
+        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+            let file = source.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: file.path) else { continue }
+            try? FileManager.default.removeItem(at: destination.appendingPathComponent(name))
+            try FileManager.default.copyItem(at: file, to: destination.appendingPathComponent(name))
         }
     }
 }

@@ -24,30 +24,24 @@ struct Forward: ParsableCommand {
     var output: String
 
     func run() throws {
-        do {
-            let ids = try idRows.map { try parseIntegerList($0, option: "--ids") }
-            let mask = maskRows.isEmpty ? nil : try maskRows.map { try parseIntegerList($0, option: "--mask") }
-            if let mask, mask.count != ids.count {
-                throw CLIError("--mask was given \(mask.count) times for \(ids.count) --ids rows")
-            }
-            let length = ids[0].count
-            if let row = ids.firstIndex(where: { $0.count != length }) {
-                throw CLIError("--ids row \(row) has \(ids[row].count) tokens, row 0 has \(length); rows of a batch have equal length")
-            }
-            if let mask, let row = mask.firstIndex(where: { $0.count != length }) {
-                throw CLIError("--mask row \(row) has \(mask[row].count) values for rows of \(length) tokens")
-            }
-            if let decodeFrom, !(0...length).contains(decodeFrom) {
-                throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
-            }
-            let model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
-            let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)
-            try NPY.write(logits, to: URL(fileURLWithPath: output))
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
+        let ids = try idRows.map { try parseIntegerList($0, option: "--ids") }
+        let mask = maskRows.isEmpty ? nil : try maskRows.map { try parseIntegerList($0, option: "--mask") }
+        if let mask, mask.count != ids.count {
+            throw CLIError("--mask was given \(mask.count) times for \(ids.count) --ids rows")
         }
+        let length = ids[0].count
+        if let row = ids.firstIndex(where: { $0.count != length }) {
+            throw CLIError("--ids row \(row) has \(ids[row].count) tokens, row 0 has \(length); rows of a batch have equal length")
+        }
+        if let mask, let row = mask.firstIndex(where: { $0.count != length }) {
+            throw CLIError("--mask row \(row) has \(mask[row].count) values for rows of \(length) tokens")
+        }
+        if let decodeFrom, !(0...length).contains(decodeFrom) {
+            throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
+        }
+        let model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
+        let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)
+        try NPY.write(logits, to: URL(fileURLWithPath: output))
     }
 
     /// Logits `[b, l, vocab]`, from one call or from a prefill of `decodeFrom` tokens followed by

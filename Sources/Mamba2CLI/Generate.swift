@@ -64,13 +64,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            try generate()
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
-        }
+        try generate()
     }
 
     private func generate() throws {

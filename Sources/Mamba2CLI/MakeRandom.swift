@@ -26,30 +26,19 @@ struct MakeRandom: ParsableCommand {
     var seed: UInt64 = 0
 
     func run() throws {
-        do {
-            let config = try Mamba2Config.shape(named: shape)
-            let weightType: DType = switch dtype {
-            case "float32", "fp32": .float32
-            case "bfloat16", "bf16": .bfloat16
-            case "float16", "fp16": .float16
-            default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(dtype)")
+        let config = try Mamba2Config.shape(named: shape)
+        let weightType = try parseDType(dtype)
+        guard shardBytes > 0 else { throw CLIError("--shard-bytes must be positive") }
+        var lastPercent = -1
+        try Mamba2Weights.writeRandomHuggingFaceFolder(
+            config: config, dtype: weightType, to: URL(fileURLWithPath: output), shardBytes: shardBytes, seed: seed
+        ) { written, total in
+            let percent = Int(100 * Double(written) / Double(max(total, 1)))
+            if percent != lastPercent {
+                lastPercent = percent
+                FileHandle.standardError.write(Data("\rwriting \(output): \(percent)% of \(total / 1_000_000) MB".utf8))
             }
-            guard shardBytes > 0 else { throw CLIError("--shard-bytes must be positive") }
-            var lastPercent = -1
-            try Mamba2Weights.writeRandomHuggingFaceFolder(
-                config: config, dtype: weightType, to: URL(fileURLWithPath: output), shardBytes: shardBytes, seed: seed
-            ) { written, total in
-                let percent = Int(100 * Double(written) / Double(max(total, 1)))
-                if percent != lastPercent {
-                    lastPercent = percent
-                    FileHandle.standardError.write(Data("\rwriting \(output): \(percent)% of \(total / 1_000_000) MB".utf8))
-                }
-            }
-            FileHandle.standardError.write(Data("\n".utf8))
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
         }
+        FileHandle.standardError.write(Data("\n".utf8))
     }
 }

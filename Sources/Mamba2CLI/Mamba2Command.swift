@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensors
 
 @main
 struct Mamba2Command: ParsableCommand {
@@ -29,6 +30,16 @@ struct Mamba2Command: ParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Parses a `--dtype` value.
+func parseDType(_ name: String) throws -> DType {
+    switch name {
+    case "float32", "fp32": .float32
+    case "bfloat16", "bf16": .bfloat16
+    case "float16", "fp16": .float16
+    default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
+    }
 }
 
 /// Parses `1,2,3` into integers, naming the option on failure.

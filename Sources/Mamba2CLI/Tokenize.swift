@@ -40,37 +40,31 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            let tokenizer = try Tokenizers.Tokenizer(url: URL(fileURLWithPath: self.tokenizer))
-            if let text {
-                let encoding = try tokenizer.encode(text, addSpecialTokens: addSpecialTokens)
-                print(try JSONLine.encode(["ids": .ints(encoding.ids), "tokens": .strings(encoding.tokens)]))
-            } else if let decode {
-                let ids = try parseIntegerList(decode, option: "--decode")
-                print(try JSONLine.encode(["text": .string(try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens))]))
-            } else if let jsonl {
-                let url = URL(fileURLWithPath: jsonl)
-                guard let content = try? String(contentsOf: url, encoding: .utf8) else {
-                    throw CLIError("\(jsonl): cannot read as UTF-8 text")
-                }
-                var out = ""
-                for (number, line) in content.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
-                    let request: Request
-                    do {
-                        request = try JSONDecoder().decode(Request.self, from: Data(line.utf8))
-                    } catch {
-                        throw CLIError("\(jsonl):\(number + 1): expected {\"text\": string, \"add_special_tokens\": bool}")
-                    }
-                    let encoding = try tokenizer.encode(request.text, addSpecialTokens: request.add_special_tokens ?? false)
-                    let decoded = try tokenizer.decode(encoding.ids)
-                    out += try JSONLine.encode(["ids": .ints(encoding.ids), "tokens": .strings(encoding.tokens), "decoded": .string(decoded)]) + "\n"
-                }
-                FileHandle.standardOutput.write(Data(out.utf8))
+        let tokenizer = try Tokenizers.Tokenizer(url: URL(fileURLWithPath: self.tokenizer))
+        if let text {
+            let encoding = try tokenizer.encode(text, addSpecialTokens: addSpecialTokens)
+            print(try JSONLine.encode(["ids": .ints(encoding.ids), "tokens": .strings(encoding.tokens)]))
+        } else if let decode {
+            let ids = try parseIntegerList(decode, option: "--decode")
+            print(try JSONLine.encode(["text": .string(try tokenizer.decode(ids, skipSpecialTokens: skipSpecialTokens))]))
+        } else if let jsonl {
+            let url = URL(fileURLWithPath: jsonl)
+            guard let content = try? String(contentsOf: url, encoding: .utf8) else {
+                throw CLIError("\(jsonl): cannot read as UTF-8 text")
             }
-        } catch let error as CLIError {
-            throw error
-        } catch {
-            throw CLIError("\(error)")
+            var out = ""
+            for (number, line) in content.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
+                let request: Request
+                do {
+                    request = try JSONDecoder().decode(Request.self, from: Data(line.utf8))
+                } catch {
+                    throw CLIError("\(jsonl):\(number + 1): expected {\"text\": string, \"add_special_tokens\": bool}")
+                }
+                let encoding = try tokenizer.encode(request.text, addSpecialTokens: request.add_special_tokens ?? false)
+                let decoded = try tokenizer.decode(encoding.ids)
+                out += try JSONLine.encode(["ids": .ints(encoding.ids), "tokens": .strings(encoding.tokens), "decoded": .string(decoded)]) + "\n"
+            }
+            FileHandle.standardOutput.write(Data(out.utf8))
         }
     }
 
