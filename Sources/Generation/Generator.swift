@@ -224,15 +224,9 @@ public struct Generator: Sendable {
     public func encode(_ prompts: [String]) throws -> BatchEncoding {
         guard let tokenizer else { throw GenerationError.invalidInput("text prompts need a tokenizer, and this model folder has none") }
         guard !prompts.isEmpty else { throw GenerationError.invalidInput("no prompts") }
-        if prompts.count > 1, tokenizer.padTokenID == nil {
-            let encodings = try prompts.map { try tokenizer.encode($0).ids }
-            let length = encodings.map(\.count).max()!
-            let pad = defaults.padTokenID ?? 0
-            return BatchEncoding(
-                inputIDs: encodings.map { [Int](repeating: pad, count: length - $0.count) + $0 },
-                attentionMask: encodings.map { [Int](repeating: 0, count: length - $0.count) + [Int](repeating: 1, count: $0.count) })
-        }
-        return try tokenizer(prompts, padding: .left)
+        // A tokenizer without a pad token pads with the model's (any id works under the mask).
+        let encodings = try prompts.map { try tokenizer.encode($0).ids }
+        return BatchEncoding(padding: encodings, with: tokenizer.padTokenID ?? defaults.padTokenID ?? 0)
     }
 
     /// Generates after text prompts and streams the text of every row as it forms (never a

@@ -110,13 +110,10 @@ struct Generate: ParsableCommand {
         if let session {
             result = try generator.generate(from: session, config: config, onToken: onToken)
         } else {
-            let lengths = prompts.map(\.count)
-            let width = lengths.max() ?? 0
-            guard width > 0 else { throw CLIError("a prompt must hold at least one token") }
-            let pad = config.padTokenID ?? 0
-            let padded = prompts.map { [Int](repeating: pad, count: width - $0.count) + $0 }
-            let mask = prompts.map { [Int](repeating: 0, count: width - $0.count) + [Int](repeating: 1, count: $0.count) }
-            result = try generator.generate(padded, attentionMask: lengths.allSatisfy { $0 == width } ? nil : mask, config: config, onToken: onToken)
+            guard prompts.allSatisfy({ !$0.isEmpty }) else { throw CLIError("a prompt must hold at least one token") }
+            let batch = BatchEncoding(padding: prompts, with: config.padTokenID ?? 0)
+            let padded = batch.attentionMask.contains { $0.contains(0) }
+            result = try generator.generate(batch.inputIDs, attentionMask: padded ? batch.attentionMask : nil, config: config, onToken: onToken)
         }
         if let saveState {
             try StateFile.write(try generator.settle(result.session), for: mamba.config, to: URL(fileURLWithPath: saveState))

@@ -15,6 +15,19 @@ public struct BatchEncoding: Sendable, Equatable {
         self.inputIDs = inputIDs
         self.attentionMask = attentionMask
     }
+
+    /// Rows of ids padded with `pad` to the longest, on `side`, with their masks (0 on padding).
+    public init(padding rows: [[Int]], with pad: Int, side: PaddingSide = .left) {
+        let length = rows.map(\.count).max() ?? 0
+        self.init(inputIDs: [], attentionMask: [])
+        for ids in rows {
+            let padding = [Int](repeating: pad, count: length - ids.count)
+            let mask = [Int](repeating: 1, count: ids.count)
+            let zeros = [Int](repeating: 0, count: length - ids.count)
+            inputIDs.append(side == .left ? padding + ids : ids + padding)
+            attentionMask.append(side == .left ? zeros + mask : mask + zeros)
+        }
+    }
 }
 
 public enum PaddingSide: String, Sendable {
@@ -177,16 +190,7 @@ public final class Tokenizer: Sendable {
         guard encodings.allSatisfy({ $0.count == length }) || padTokenID != nil else {
             throw TokenizerError.invalidArgument("padding needs a pad token, and this tokenizer has none")
         }
-        let pad = padTokenID ?? 0
-        var batch = BatchEncoding(inputIDs: [], attentionMask: [])
-        for ids in encodings {
-            let padding = [Int](repeating: pad, count: length - ids.count)
-            let mask = [Int](repeating: 1, count: ids.count)
-            let zeros = [Int](repeating: 0, count: length - ids.count)
-            batch.inputIDs.append(side == .left ? padding + ids : ids + padding)
-            batch.attentionMask.append(side == .left ? zeros + mask : mask + zeros)
-        }
-        return batch
+        return BatchEncoding(padding: encodings, with: padTokenID ?? 0, side: side)
     }
 
     // MARK: Decoding
