@@ -331,6 +331,10 @@ CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
         }                                                                                                          \
     }
 
+CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
+CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
+CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
+
 // bf16 matrix-vector products (decoding: fewer than 4 input rows). A 256-bit load holds 16 bf16
 // weights; shifting each 32-bit lane left by 16 gives the even ones as fp32, masking the low half
 // gives the odd ones, so x is split into its even and odd elements once per row instead of
@@ -340,7 +344,14 @@ static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t ldx, int64_t m, int64
     const int64_t k16 = k & ~(int64_t)15;
     const uint16_t *wb = (const uint16_t *)w;
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
-    float *split = (float *)malloc((size_t)(k16 > 0 ? k16 : 1) * sizeof(float));
+    // x split into even and odd elements: on the stack for every real width (no allocation per
+    // decoded token), on the heap beyond.
+    float stack[8192];
+    float *split = k16 <= 8192 ? stack : (float *)malloc((size_t)k16 * sizeof(float));
+    if (!split) {
+        linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
+        return;
+    }
     for (int64_t r = 0; r < m; r++) {
         const float *xr = x + r * ldx;
         for (int64_t c = 0; c < k16; c += 16)
@@ -385,12 +396,9 @@ static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t ldx, int64_t m, int64
             y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
         }
     }
-    free(split);
+    if (split != stack) free(split);
 }
 
-CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
-CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
-CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
 #endif
 
 /// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) with row strides: the one matrix product every

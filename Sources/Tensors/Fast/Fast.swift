@@ -287,8 +287,9 @@ public struct SSMHeads: @unchecked Sendable {
         let q = min(chunkSize ?? 1, l)
         let workspace = recurrent ? 0 : Int(ck_ssd_workspace(Int64(q), Int64(p), Int64(n)))
         Fast.parallelFor(batch * h, threads: threads) { range in
-            let work = UnsafeMutablePointer<Float>.allocate(capacity: max(workspace, 1))
-            defer { work.deallocate() }
+            // Decoding steps (the recurrence) need no workspace, so allocate nothing per token.
+            let work: UnsafeMutablePointer<Float>? = recurrent ? nil : .allocate(capacity: workspace)
+            defer { work?.deallocate() }
             for task in range {
                 let (row, head) = (task / h, task % h)
                 let group = head / headsPerGroup
@@ -304,7 +305,7 @@ public struct SSMHeads: @unchecked Sendable {
                     }
                 } else {
                     ck_ssd_chunked(xh, Int64(ldx), dth, Int64(lddt), Bh, Ch, Int64(ldbc), Int64(l), Int64(p), Int64(n), Int64(q),
-                                   A[head], D[head], sh, yh, Int64(ldy), work)
+                                   A[head], D[head], sh, yh, Int64(ldy), work!)
                 }
             }
         }
