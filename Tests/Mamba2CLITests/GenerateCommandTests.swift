@@ -54,6 +54,7 @@ struct GenerateCommandTests {
         (["--prompt", "a", "--greedy", "--temperature", "0.5"], "--greedy cannot be combined"),
         (["--prompt", "a", "--prompt-ids", "1"], "give --prompt or --prompt-ids, not both"),
         ([String](), "give --prompt, --prompt-ids or --load-state"),
+        (["--prompt", ""], "a prompt must hold at least one token"),
         (["--load-state", "/nonexistent.state"], "/nonexistent.state: cannot open"),
         (["--prompt-ids", "1,99999"], "token id 99999 at row 0, position 1 is outside the vocabulary"),
         (["--model", "/nonexistent", "--prompt", "a"], "/nonexistent/config.json"),
