@@ -15,6 +15,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // Fast C kernels: per-function target attributes and runtime CPU dispatch (no flags).
@@ -34,6 +37,17 @@ let package = Package(
         .target(name: "Generation", dependencies: ["Mamba2", "Tokenizers", "SafeTensors"]),
         // The small built-in model (scripts/train_default_model.py), shipped as a resource.
         .target(name: "DefaultModel", resources: [.copy("Resources/mamba2-pycode")]),
+        // `mamba2 serve`: the OpenAI-compatible HTTP server (the only target that depends on HTTP).
+        .target(
+            name: "Mamba2Server",
+            dependencies: [
+                "Generation",
+                "Tokenizers",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The `mamba2` command-line tool.
         .executableTarget(
             name: "Mamba2CLI",
@@ -43,6 +57,7 @@ let package = Package(
                 "Tokenizers",
                 "Generation",
                 "DefaultModel",
+                "Mamba2Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,6 +67,7 @@ let package = Package(
         .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
         .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel"]),
+        .testTarget(name: "Mamba2ServerTests", dependencies: ["Mamba2Server", "DefaultModel"]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI"]),
     ],
     swiftLanguageModes: [.v6]

@@ -32,6 +32,23 @@ public struct Mamba2State: Sendable, Equatable {
 
     public var batchSize: Int { layers.first?.ssm.shape[0] ?? 0 }
 
+    /// Adds the sequences of `other` (a state of the same model) after this state's.
+    public mutating func append(_ other: Mamba2State) {
+        precondition(other.layers.count == layers.count, "append a state of \(other.layers.count) layers to \(layers.count)")
+        for index in layers.indices {
+            layers[index].conv.append(outer: other.layers[index].conv)
+            layers[index].ssm.append(outer: other.layers[index].ssm)
+        }
+    }
+
+    /// Drops sequence `row`; later rows move up by one.
+    public mutating func removeSequence(at row: Int) {
+        for index in layers.indices {
+            layers[index].conv.remove(outer: row)
+            layers[index].ssm.remove(outer: row)
+        }
+    }
+
     /// Throws unless this state has the shapes `config` gives for `batchSize` sequences.
     public func validate(for config: Mamba2Config, batchSize: Int) throws {
         guard layers.count == config.numHiddenLayers else {

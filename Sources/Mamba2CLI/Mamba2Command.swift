@@ -3,19 +3,23 @@ import Foundation
 import Tensors
 
 @main
-struct Mamba2Command: ParsableCommand {
+struct Mamba2Command: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mamba2",
         abstract: "Mamba-2 language models from Hugging Face checkpoint folders, natively in Swift.",
-        subcommands: [Generate.self, Forward.self, Tokenize.self, Convert.self, MakeRandom.self, Bench.self, BenchTokenizer.self],
+        subcommands: [Generate.self, Forward.self, Tokenize.self, Convert.self, MakeRandom.self, Bench.self, BenchTokenizer.self, Serve.self],
         defaultSubcommand: nil)
 
     /// Runs the command; any failure is one `Error: …` line on stderr and a non-zero exit (help
     /// and version requests print as usual).
-    static func main() {
+    static func main() async {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch {
             let code = exitCode(for: error)
             guard code != .success else { exit(withError: error) }

@@ -58,6 +58,21 @@ public struct Tensor: Sendable, Equatable {
             scalars: Array(scalars[(start * inner)..<((start + length) * inner)]))
     }
 
+    /// Appends the elements of `other` along the outermost axis: `[m, ...]` + `[n, ...]` → `[m + n, ...]`.
+    public mutating func append(outer other: Tensor) {
+        precondition(Array(other.shape.dropFirst()) == Array(shape.dropFirst()), "append \(other.shape) to \(shape)")
+        scalars += other.scalars
+        shape[0] += other.shape[0]
+    }
+
+    /// Removes element `index` of the outermost axis: `[m, ...]` → `[m − 1, ...]`.
+    public mutating func remove(outer index: Int) {
+        precondition(rank > 0 && (0..<shape[0]).contains(index), "remove \(index) of \(shape)")
+        let inner = shape.dropFirst().reduce(1, *)
+        scalars.removeSubrange((index * inner)..<((index + 1) * inner))
+        shape[0] -= 1
+    }
+
     /// Stacks tensors of one shape along a new outermost axis.
     public static func stacked(_ tensors: [Tensor]) -> Tensor {
         precondition(!tensors.isEmpty, "nothing to stack")

@@ -1,0 +1,86 @@
+import ArgumentParser
+import DefaultModel
+import Dispatch
+import Foundation
+import Mamba2Server
+
+/// `mamba2 serve`: the OpenAI-compatible HTTP server.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a model over HTTP with OpenAI's completions API (streaming, concurrent batched decoding).")
+
+    @Option(help: "Model folder (default: the built-in mamba2-pycode model).")
+    var model: String?
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 8080
+
+    @Option(help: "Requests decoding together in one batched step.")
+    var maxBatch = 8
+
+    @Option(help: "Requests waiting for a slot before new ones are refused with 429.")
+    var maxQueue = 64
+
+    @Option(help: "Longest prompt in tokens; longer prompts get 400.")
+    var maxPromptTokens = 8192
+
+    @Option(help: "Largest max_tokens a request may ask for.")
+    var maxTokens = 4096
+
+    @Option(help: "Seconds running requests get to finish on SIGINT/SIGTERM.")
+    var shutdownGrace: Double = 30
+
+    func validate() throws {
+        guard maxBatch >= 1 else { throw CLIError("--max-batch must be ≥ 1, got \(maxBatch)") }
+        guard maxQueue >= 0 else { throw CLIError("--max-queue must be ≥ 0, got \(maxQueue)") }
+        guard maxPromptTokens >= 1 else { throw CLIError("--max-prompt-tokens must be ≥ 1, got \(maxPromptTokens)") }
+        guard maxTokens >= 1 else { throw CLIError("--max-tokens must be ≥ 1, got \(maxTokens)") }
+        guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw CLIError("--shutdown-grace must be ≥ 0, got \(shutdownGrace)") }
+        guard (0...65535).contains(port) else { throw CLIError("--port must be between 0 and 65535, got \(port)") }
+    }
+
+    func run() async throws {
+        let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
+        let options = ServerOptions(
+            host: host, port: port, maxBatch: maxBatch, maxQueue: maxQueue,
+            limits: RequestLimits(maxPromptTokens: maxPromptTokens, maxNewTokens: maxTokens),
+            shutdownGrace: shutdownGrace, modelID: directory.standardizedFileURL.lastPathComponent)
+        let server = try CompletionServer(directory: directory, options: options)
+        // SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once.
+        let signals = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            let received = LockedFlag()
+            source.setEventHandler {
+                if received.setOnce() {
+                    FileHandle.standardError.write(Data("mamba2 serve: shutting down (running requests get \(Int(shutdownGrace)) s)\n".utf8))
+                    Task { await server.shutdown() }
+                } else {
+                    Foundation.exit(130)
+                }
+            }
+            source.resume()
+            return source
+        }
+        try await server.run { port in
+            FileHandle.standardError.write(Data("mamba2 serve: \(options.modelID) on http://\(host):\(port) (max batch \(maxBatch))\n".utf8))
+        }
+        signals.forEach { $0.cancel() }
+    }
+}
+
+/// True the first time only (signal handlers run on a Dispatch queue).
+private final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+
+    func setOnce() -> Bool {
+        lock.withLock {
+            defer { set = true }
+            return !set
+        }
+    }
+}
