@@ -65,10 +65,14 @@ struct Serve: AsyncParsableCommand {
             source.resume()
             return source
         }
-        try await server.run { port in
-            FileHandle.standardError.write(Data("mamba2 serve: \(options.modelID) on http://\(host):\(port) (max batch \(maxBatch))\n".utf8))
+        defer { signals.forEach { $0.cancel() } }
+        do {
+            try await server.run { port in
+                FileHandle.standardError.write(Data("mamba2 serve: \(options.modelID) on http://\(host):\(port) (max batch \(maxBatch))\n".utf8))
+            }
+        } catch {
+            throw CLIError("cannot serve on \(host):\(port): \(error)")
         }
-        signals.forEach { $0.cancel() }
     }
 }
 

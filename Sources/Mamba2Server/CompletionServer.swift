@@ -107,8 +107,11 @@ public final class CompletionServer: Sendable {
         router.add(middleware: OpenAIErrorMiddleware())
         router.get("/health") { _, _ in
             let (running, waiting) = self.batcher.load
+            let (steps, largestBatch) = self.batcher.statistics
             let status = self.shuttingDown.get() ? "shutting_down" : "ok"
-            return try Self.json(Health(status: status, running: running, waiting: waiting, maxBatch: self.options.maxBatch), status: status == "ok" ? .ok : .serviceUnavailable)
+            let health = Health(
+                status: status, running: running, waiting: waiting, maxBatch: self.options.maxBatch, decodeSteps: steps, largestBatch: largestBatch)
+            return try Self.json(health, status: status == "ok" ? .ok : .serviceUnavailable)
         }
         router.get("/v1/models") { _, _ in
             try Self.json(ModelList(data: [.init(id: self.options.modelID)]))

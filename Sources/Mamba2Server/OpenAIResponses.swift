@@ -107,10 +107,15 @@ struct Health: Encodable {
     let running: Int
     let waiting: Int
     let maxBatch: Int
+    /// Batched decode steps so far, and the most sequences one step carried.
+    let decodeSteps: Int
+    let largestBatch: Int
 
     enum CodingKeys: String, CodingKey {
         case status, running, waiting
         case maxBatch = "max_batch"
+        case decodeSteps = "decode_steps"
+        case largestBatch = "largest_batch"
     }
 }
 
