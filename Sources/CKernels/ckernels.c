@@ -432,6 +432,135 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
     gemm_nt(x, k, m, k, w, k, dtype, bias, y, ldy, j0, j1);
 }
 
+// MARK: - int8 weights
+
+enum { CK_Q8_BLOCK = 32, CK_Q8_PANEL = 8 };
+
+// Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
+static void q8_widen_rows(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int8_t *qr = q + (j + r) * k;
+        const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
+        for (int64_t c = 0; c < k; c++) dst[r * k + c] = (float)qr[c] * sr[c / CK_Q8_BLOCK];
+    }
+}
+
+static void gemv_q8_generic(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                            const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    enum { SPAN = 1024 };
+    float row[SPAN];
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    for (int64_t j = j0; j < j1; j++) {
+        for (int64_t r = 0; r < m; r++) y[r * ldy + j] = bias ? bias[j] : 0.0f;
+        for (int64_t c0 = 0; c0 < k; c0 += SPAN) {
+            const int64_t span = k - c0 < SPAN ? k - c0 : SPAN;
+            for (int64_t c = 0; c < span; c++) row[c] = (float)q[j * k + c0 + c] * scales[j * blocks + (c0 + c) / CK_Q8_BLOCK];
+            for (int64_t r = 0; r < m; r++) y[r * ldy + j] += dot_generic(x + r * k + c0, row, span);
+        }
+    }
+}
+
+#ifdef CK_X86
+#define CK_Q8_LOAD8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+
+// One block of 32 products of a weight row with x, as 8 lanes.
+CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *q, const float *x) {
+    const __m256 a = _mm256_fmadd_ps(CK_Q8_LOAD8(q + 8), _mm256_loadu_ps(x + 8), _mm256_mul_ps(CK_Q8_LOAD8(q), _mm256_loadu_ps(x)));
+    const __m256 b = _mm256_fmadd_ps(CK_Q8_LOAD8(q + 24), _mm256_loadu_ps(x + 24), _mm256_mul_ps(CK_Q8_LOAD8(q + 16), _mm256_loadu_ps(x + 16)));
+    return _mm256_add_ps(a, b);
+}
+
+static CK_AVX2 void gemv_q8_avx2(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    for (int64_t r = 0; r < m; r++) {
+        const float *xr = x + r * k;
+        int64_t j = j0;
+        for (; j + 2 <= j1; j += 2) {
+            const int8_t *q0 = q + j * k, *q1 = q0 + k;
+            const float *s0 = scales + j * blocks, *s1 = s0 + blocks;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                // The next two rows, so several DRAM reads are in flight per core.
+                if ((b & 1) == 0 && j + 3 < j1) {
+                    _mm_prefetch((const char *)(q1 + k + b * CK_Q8_BLOCK), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(q1 + 2 * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
+                }
+                acc0 = _mm256_fmadd_ps(q8_block_avx2(q0 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(s0[b]), acc0);
+                acc1 = _mm256_fmadd_ps(q8_block_avx2(q1 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(s1[b]), acc1);
+            }
+            y[r * ldy + j] = hsum256(acc0) + (bias ? bias[j] : 0.0f);
+            y[r * ldy + j + 1] = hsum256(acc1) + (bias ? bias[j + 1] : 0.0f);
+        }
+        for (; j < j1; j++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++)
+                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(scales[j * blocks + b]), acc);
+            y[r * ldy + j] = hsum256(acc) + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+
+#define CK_Q8_LOAD16(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+
+CK_INLINE CK_AVX512 __m512 q8_block_avx512(const int8_t *q, const float *x) {
+    return _mm512_fmadd_ps(CK_Q8_LOAD16(q + 16), _mm512_loadu_ps(x + 16), _mm512_mul_ps(CK_Q8_LOAD16(q), _mm512_loadu_ps(x)));
+}
+
+static CK_AVX512 void gemv_q8_avx512(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                                     const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    for (int64_t r = 0; r < m; r++) {
+        const float *xr = x + r * k;
+        int64_t j = j0;
+        for (; j + 2 <= j1; j += 2) {
+            const int8_t *q0 = q + j * k, *q1 = q0 + k;
+            const float *s0 = scales + j * blocks, *s1 = s0 + blocks;
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                if ((b & 1) == 0 && j + 3 < j1) {
+                    _mm_prefetch((const char *)(q1 + k + b * CK_Q8_BLOCK), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(q1 + 2 * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
+                }
+                acc0 = _mm512_fmadd_ps(q8_block_avx512(q0 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(s0[b]), acc0);
+                acc1 = _mm512_fmadd_ps(q8_block_avx512(q1 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(s1[b]), acc1);
+            }
+            y[r * ldy + j] = _mm512_reduce_add_ps(acc0) + (bias ? bias[j] : 0.0f);
+            y[r * ldy + j + 1] = _mm512_reduce_add_ps(acc1) + (bias ? bias[j + 1] : 0.0f);
+        }
+        for (; j < j1; j++) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++)
+                acc = _mm512_fmadd_ps(q8_block_avx512(q + j * k + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(scales[j * blocks + b]), acc);
+            y[r * ldy + j] = _mm512_reduce_add_ps(acc) + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+#endif
+
+void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                  const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    if (m < 4) {
+#ifdef CK_X86
+        if (ck_isa() == 2) { gemv_q8_avx512(x, m, k, q, scales, bias, y, ldy, j0, j1); return; }
+        if (ck_isa() == 1) { gemv_q8_avx2(x, m, k, q, scales, bias, y, ldy, j0, j1); return; }
+#endif
+        gemv_q8_generic(x, m, k, q, scales, bias, y, ldy, j0, j1);
+        return;
+    }
+    float *panel = (float *)malloc((size_t)(CK_Q8_PANEL * k) * sizeof(float));
+    if (!panel) {
+        gemv_q8_generic(x, m, k, q, scales, bias, y, ldy, j0, j1);
+        return;
+    }
+    for (int64_t j = j0; j < j1; j += CK_Q8_PANEL) {
+        const int64_t rows = j1 - j < CK_Q8_PANEL ? j1 - j : CK_Q8_PANEL;
+        q8_widen_rows(q, scales, k, j, rows, panel);
+        gemm_nt(x, k, m, k, panel, k, CK_F32, bias ? bias + j : NULL, y + j, ldy, 0, rows);
+    }
+    free(panel);
+}
+
 // MARK: - exp, SiLU
 
 #ifdef CK_X86

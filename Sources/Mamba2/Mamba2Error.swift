@@ -7,6 +7,7 @@ public enum Mamba2Error: Error, Equatable, CustomStringConvertible {
     case missingWeight(name: String, expectedShape: [Int])
     case unexpectedWeight(name: String, shape: [Int])
     case weightShapeMismatch(name: String, expected: [Int], actual: [Int])
+    case unsupportedWeight(name: String, reason: String)
     case invalidInput(String)
     case tokenIDOutOfRange(id: Int, vocabularySize: Int, row: Int, position: Int)
     case labelOutOfRange(label: Int, vocabularySize: Int, row: Int, position: Int)
@@ -28,6 +29,8 @@ public enum Mamba2Error: Error, Equatable, CustomStringConvertible {
             "unexpected weight '\(name)' of shape \(shape): not part of this Mamba-2 config"
         case let .weightShapeMismatch(name, expected, actual):
             "weight '\(name)' has shape \(actual), expected \(expected)"
+        case let .unsupportedWeight(name, reason):
+            "weight '\(name)': \(reason)"
         case let .invalidInput(reason):
             "invalid input: \(reason)"
         case let .tokenIDOutOfRange(id, vocabularySize, row, position):

@@ -9,8 +9,9 @@ extension Mamba2Config {
         func number(_ value: Float) -> String { value.isInfinite ? (value > 0 ? "Infinity" : "-Infinity") : "\(Double(value))" }
         func optional(_ value: Int?) -> String { value.map(String.init) ?? "null" }
         let eos = eosTokenIDs.count == 1 ? "\(eosTokenIDs[0])" : "[" + eosTokenIDs.map(String.init).joined(separator: ", ") + "]"
+        // An int8 folder keeps its other tensors in fp32 and says how its matrices are stored.
         let torchDType = switch dtype {
-        case .float32: "float32"
+        case .float32, .int8: "float32"
         case .bfloat16: "bfloat16"
         case .float16: "float16"
         }
@@ -27,9 +28,16 @@ extension Mamba2Config {
             ("time_step_limit", "[\(number(timeStepLimit.lowerBound)), \(number(timeStepLimit.upperBound))]"),
             ("rescale_prenorm_residual", "\(rescalePrenormResidual)"), ("use_cache", "\(useCache)"), ("chunk_size", "\(chunkSize)"),
             ("tie_word_embeddings", "\(tieWordEmbeddings)"),
-        ]
+        ] + (dtype == .int8 ? [("quantization_config", Self.int8QuantizationJSON)] : [])
         return "{\n" + fields.map { "  \"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n}\n"
     }
+}
+
+extension Mamba2Config {
+    /// How `mamba2 convert --dtype int8` describes its folders (our format: transformers does
+    /// not read it): each quantized matrix `X` is an `I8` tensor plus `X_scale`, fp32
+    /// `[rows, row / 32]`.
+    static let int8QuantizationJSON = "{\"quant_method\": \"swift-mamba2-int8\", \"bits\": 8, \"block_size\": 32, \"scale_dtype\": \"float32\"}"
 }
 
 extension Mamba2Weights {
@@ -58,6 +66,8 @@ extension Mamba2Weights {
     /// Writes a Hugging Face model folder: `config.json` and `model.safetensors` in `dtype`
     /// (`A_log`, `D` and `dt_bias` stay fp32, as the published checkpoints keep them), split into
     /// `model-0000N-of-0000M.safetensors` shards of at most `shardBytes` with an index when given.
+    /// With `.int8`, the projection and embedding matrices are block-quantized (each with its
+    /// `_scale` tensor) and every other tensor is fp32.
     public func writeHuggingFaceFolder(config: Mamba2Config, dtype: DType, to directory: URL, shardBytes: Int? = nil) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // Weights left by an earlier export would be read instead of (or with) the new ones.
@@ -67,7 +77,17 @@ extension Mamba2Weights {
         }
         var tensors: [String: WeightView] = [:]
         for (name, view) in huggingFaceTensors(config: config) {
-            let keep = name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias") || view.dtype == dtype
+            if dtype == .int8 {
+                if Self.quantizableKeys.contains(where: { name.hasSuffix($0) }) && view.isQuantizable {
+                    let quantized = view.quantizedToInt8()
+                    tensors[name] = quantized.quantizedValues
+                    tensors[name + "_scale"] = quantized.scaleView
+                } else {
+                    tensors[name] = view.dtype == .float32 && view.scales == nil ? view : WeightView(view.tensor(), as: .float32)
+                }
+                continue
+            }
+            let keep = name.hasSuffix("A_log") || name.hasSuffix(".D") || name.hasSuffix("dt_bias") || (view.dtype == dtype && view.scales == nil)
             tensors[name] = keep ? view : WeightView(view.tensor(), as: dtype)
         }
         try Data(config.huggingFaceJSON(dtype: dtype).utf8).write(to: directory.appendingPathComponent("config.json"))

@@ -71,6 +71,47 @@ public struct Mamba2Weights: Sendable {
         return shapes
     }
 
+    /// The matrices that may be stored as block-quantized int8 (by key suffix).
+    static let quantizableKeys = ["in_proj.weight", "out_proj.weight", "lm_head.weight", "embeddings.weight"]
+
+    /// Joins each int8 tensor `X` with its scales `X_scale` (fp32 `[rows, row / 32]`), as
+    /// `mamba2 convert --dtype int8` writes them.
+    static func pairingScales(_ tensors: [String: WeightView]) throws -> [String: WeightView] {
+        var paired = tensors
+        for (name, scales) in tensors where name.hasSuffix("_scale") {
+            let valuesName = String(name.dropLast("_scale".count))
+            guard let values = tensors[valuesName], values.dtype == .int8 else {
+                throw Mamba2Error.unsupportedWeight(name: name, reason: "block scales without an int8 tensor \(valuesName)")
+            }
+            guard let quantized = WeightView.quantized(values: values, scales: scales) else {
+                let expected = values.shape.count == 2 ? "F32 [\(values.shape[0]), \(values.shape[1] / WeightView.quantizationBlock)]" : "a matrix's scales"
+                throw Mamba2Error.unsupportedWeight(
+                    name: name, reason: "\(scales.dtype.rawValue) \(scales.shape) are not the block scales of \(values.shape) (expected \(expected); rows must hold whole blocks of \(WeightView.quantizationBlock))")
+            }
+            paired[valuesName] = quantized
+            paired[name] = nil
+        }
+        if let bare = paired.first(where: { $0.value.dtype == .int8 && $0.value.scales == nil }) {
+            throw Mamba2Error.unsupportedWeight(name: bare.key, reason: "an int8 tensor needs its block scales \(bare.key)_scale")
+        }
+        return paired
+    }
+
+    /// These weights with every projection matrix and the embedding table block-quantized to
+    /// int8 (W8A32: activations stay fp32); norms, conv, `A_log`, `D` and `dt_bias` keep their
+    /// dtype. A matrix whose rows do not split into whole blocks of 32 stays as it is.
+    public func quantizedToInt8(tiedEmbeddings: Bool, threads: Int = Fast.defaultThreads) -> Mamba2Weights {
+        func quantize(_ view: WeightView) -> WeightView { view.isQuantizable ? view.quantizedToInt8(threads: threads) : view }
+        var weights = self
+        weights.embeddings = quantize(embeddings)
+        weights.lmHead = tiedEmbeddings ? weights.embeddings : quantize(lmHead)
+        for index in weights.layers.indices {
+            weights.layers[index].mixer.inProj = quantize(layers[index].mixer.inProj)
+            weights.layers[index].mixer.outProj = quantize(layers[index].mixer.outProj)
+        }
+        return weights
+    }
+
     /// Spellings other checkpoints use for a Hugging Face key.
     static let aliases = ["backbone.embedding.weight": "backbone.embeddings.weight"]
 
@@ -105,7 +146,7 @@ public struct Mamba2Weights: Sendable {
         var expected = Self.expectedShapes(for: config)
         if config.tieWordEmbeddings { expected["lm_head.weight"] = [config.vocabSize, config.hiddenSize] }
         var byKey: [String: WeightView] = [:]
-        for (stored, view) in tensors {
+        for (stored, view) in try Self.pairingScales(tensors) {
             // Mistral's consolidated.safetensors puts "model." before mamba_ssm's names.
             let unprefixed = stored.hasPrefix("model.") ? String(stored.dropFirst("model.".count)) : stored
             let key = Self.aliases[unprefixed] ?? unprefixed
@@ -118,6 +159,9 @@ public struct Mamba2Weights: Sendable {
             }
             guard view.shape == shape else {
                 throw Mamba2Error.weightShapeMismatch(name: stored, expected: shape, actual: view.shape)
+            }
+            if view.dtype == .int8 && !Self.quantizableKeys.contains(where: { key.hasSuffix($0) }) {
+                throw Mamba2Error.unsupportedWeight(name: stored, reason: "int8 is supported for the projection and embedding matrices only")
             }
             byKey[key] = view
         }

@@ -43,7 +43,10 @@ extension Mamba2Weights {
             case _ where name.hasSuffix("norm.weight") || name.hasSuffix("norm_f.weight") || name.hasSuffix(".D"): 0.5...1.5
             default: -1 / fanIn.squareRoot()...1 / fanIn.squareRoot()
             }
-            return (name, shape, small ? .float32 : dtype, range, UInt64(index) &+ seed &* 1_000_003)
+            // int8 applies to the matrices that may be quantized; the rest stays fp32.
+            let quantizable = quantizableKeys.contains(where: { name.hasSuffix($0) }) && shape.last! % WeightView.quantizationBlock == 0
+            let stored: DType = small || (dtype == .int8 && !quantizable) ? .float32 : dtype
+            return (name, shape, stored, range, UInt64(index) &+ seed &* 1_000_003)
         }
     }
 

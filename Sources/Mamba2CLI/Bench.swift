@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Forward path: fast or reference.")
     var path: String = "fast"
 
-    @Option(help: "Weight dtype: float32, bfloat16 or float16 (default: as stored; float32 for random weights).")
+    @Option(help: "Weight dtype: float32, bfloat16, float16 or int8 (default: as stored; float32 for random weights).")
     var dtype: String?
 
     @Option(help: "Timed runs (the median is reported).")
@@ -92,9 +92,8 @@ struct Bench: ParsableCommand {
         // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
         // the fp32 state.
         let weights = lm.backbone.weights
-        var matrixBytes = config.tieWordEmbeddings ? 0 : weights.lmHead.bytes.count
-        if config.tieWordEmbeddings { matrixBytes += weights.embeddings.bytes.count }
-        for layer in weights.layers { matrixBytes += layer.mixer.inProj.bytes.count + layer.mixer.outProj.bytes.count }
+        var matrixBytes = weights.lmHead.storageBytes
+        for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
         let stateBytes = 4 * batch * config.numHiddenLayers * ((config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize)
         let bytesPerStep = matrixBytes + 2 * stateBytes
         let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
@@ -115,6 +114,10 @@ struct Bench: ParsableCommand {
 
     static func converted(_ model: Mamba2ForCausalLM, to dtype: DType, threads: Int) throws -> Mamba2ForCausalLM {
         var weights = model.backbone.weights
+        if dtype == .int8 {
+            let quantized = weights.quantizedToInt8(tiedEmbeddings: model.config.tieWordEmbeddings, threads: threads)
+            return Mamba2ForCausalLM(config: model.config, weights: quantized, threads: threads)
+        }
         func convert(_ view: WeightView) -> WeightView { view.dtype == dtype ? view : WeightView(view.tensor(), as: dtype) }
         weights.embeddings = convert(weights.embeddings)
         weights.lmHead = model.config.tieWordEmbeddings ? weights.embeddings : convert(weights.lmHead)

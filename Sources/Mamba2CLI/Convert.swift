@@ -14,7 +14,7 @@ struct Convert: ParsableCommand {
     @Option(help: "Output folder (created).")
     var output: String
 
-    @Option(help: "Weight dtype: float32, bfloat16 or float16 (default: the source's).")
+    @Option(help: "Weight dtype: float32, bfloat16, float16, or int8 (block-quantized matrices, the rest fp32) (default: the source's).")
     var dtype: String?
 
     @Option(help: "Split into shards of at most this many bytes, with model.safetensors.index.json.")

@@ -28,6 +28,9 @@ struct MakeRandom: ParsableCommand {
     func run() throws {
         let config = try Mamba2Config.shape(named: shape)
         let weightType = try parseDType(dtype)
+        guard weightType != .int8 else {
+            throw CLIError("make-random writes float32, bfloat16 or float16; quantize its output with `mamba2 convert --dtype int8`")
+        }
         guard shardBytes > 0 else { throw CLIError("--shard-bytes must be positive") }
         var lastPercent = -1
         try Mamba2Weights.writeRandomHuggingFaceFolder(

@@ -42,7 +42,8 @@ func parseDType(_ name: String) throws -> DType {
     case "float32", "fp32": .float32
     case "bfloat16", "bf16": .bfloat16
     case "float16", "fp16": .float16
-    default: throw CLIError("--dtype must be float32, bfloat16 or float16, got \(name)")
+    case "int8": .int8
+    default: throw CLIError("--dtype must be float32, bfloat16, float16 or int8, got \(name)")
     }
 }
 

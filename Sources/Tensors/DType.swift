@@ -1,15 +1,18 @@
 /// The element types a weight may be stored in. Half types stay half in memory and are widened to
-/// fp32 when read.
+/// fp32 when read. `int8` holds quantized weights: with block scales (see `WeightView`) each
+/// element is `q · scale` of its block; without, the plain integers of an `I8` tensor.
 public enum DType: String, Sendable, CaseIterable, Codable {
     case float32 = "F32"
     case bfloat16 = "BF16"
     case float16 = "F16"
+    case int8 = "I8"
 
     /// Bytes per element.
     public var size: Int {
         switch self {
         case .float32: 4
         case .bfloat16, .float16: 2
+        case .int8: 1
         }
     }
 }

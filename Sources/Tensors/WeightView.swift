@@ -6,7 +6,14 @@ public struct WeightView: @unchecked Sendable {
     public let dtype: DType
     public let shape: [Int]
     public let bytes: UnsafeRawBufferPointer
+    /// For quantized int8 weights: one fp32 scale per `quantizationBlock` consecutive elements
+    /// (blocks never cross a row, since rows hold whole blocks): element i is
+    /// `Float(q[i]) · scales[i / quantizationBlock]`.
+    public let scales: UnsafeRawBufferPointer?
     private let owner: AnyObject
+
+    /// Elements per int8 scale (as llama.cpp's Q8_0).
+    public static let quantizationBlock = 32
 
     /// Wraps memory that `owner` keeps alive. `bytes.count` must equal `shape.product × dtype.size`;
     /// callers validate this once at the boundary (e.g. the safetensors header check).
@@ -15,11 +22,38 @@ public struct WeightView: @unchecked Sendable {
         self.dtype = dtype
         self.shape = shape
         self.bytes = bytes
+        self.scales = nil
         self.owner = owner
     }
 
-    /// Stores `tensor` in `dtype` (rounding to nearest even for the half types) in owned memory.
+    /// Quantized int8 weights: `quantized` holds one byte per element, `scales` one fp32 per block
+    /// of `quantizationBlock` elements; the last dimension must hold whole blocks. `owner` keeps
+    /// both alive.
+    public init(quantized: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer, shape: [Int], owner: AnyObject) {
+        let count = shape.reduce(1, *)
+        precondition((shape.last ?? 0) % Self.quantizationBlock == 0, "int8 rows of \(shape.last ?? 0) elements do not hold whole blocks")
+        precondition(quantized.count == count && scales.count == count / Self.quantizationBlock * 4, "int8 view of \(quantized.count) + \(scales.count) bytes for \(shape)")
+        self.dtype = .int8
+        self.shape = shape
+        self.bytes = quantized
+        self.scales = scales
+        self.owner = owner
+    }
+
+    /// Bytes a full read of this weight touches (values and scales).
+    public var storageBytes: Int { bytes.count + (scales?.count ?? 0) }
+
+    /// Whether this weight can be stored as block-quantized int8: a matrix whose rows hold whole
+    /// blocks.
+    public var isQuantizable: Bool { shape.count == 2 && shape[1] % Self.quantizationBlock == 0 && shape[1] > 0 }
+
+    /// Stores `tensor` in `dtype` (rounding to nearest even for the half types; for int8,
+    /// block-quantized, which needs rows of whole blocks) in owned memory.
     public init(_ tensor: Tensor, as dtype: DType = .float32) {
+        if dtype == .int8 {
+            self = Self.quantizing(tensor.scalars, shape: tensor.shape)
+            return
+        }
         let storage = OwnedBytes(count: tensor.count * dtype.size)
         let raw = UnsafeMutableRawBufferPointer(start: storage.pointer, count: tensor.count * dtype.size)
         for (index, value) in tensor.scalars.enumerated() {
@@ -30,9 +64,36 @@ public struct WeightView: @unchecked Sendable {
                 raw.storeBytes(of: HalfConversion.bfloat16(from: value), toByteOffset: index * 2, as: UInt16.self)
             case .float16:
                 raw.storeBytes(of: HalfConversion.float16(from: value), toByteOffset: index * 2, as: UInt16.self)
+            case .int8:
+                break
             }
         }
         self.init(dtype: dtype, shape: tensor.shape, bytes: UnsafeRawBufferPointer(raw), owner: storage)
+    }
+
+    /// This weight block-quantized to int8: per block of 32, scale = max |w| / 127 and
+    /// q = round(w / scale) (llama.cpp's Q8_0, with an fp32 scale). Rows are quantized in
+    /// parallel, one row widened at a time, so a 7B model never needs an fp32 copy.
+    public func quantizedToInt8(threads: Int = Fast.defaultThreads) -> WeightView {
+        precondition(isQuantizable, "int8 needs a matrix whose rows hold whole blocks of \(Self.quantizationBlock), got \(shape)")
+        if dtype == .int8 && scales != nil { return self }
+        let (rows, width) = (shape[0], shape[1])
+        let storage = QuantizedStorage(count: count)
+        let source = self
+        Fast.parallelFor(rows, threads: threads) { range in
+            var row = [Float](repeating: 0, count: width)
+            for r in range {
+                row.withUnsafeMutableBufferPointer { source.widen(from: r * width, into: $0) }
+                row.withUnsafeBufferPointer { storage.quantize($0, at: r * width) }
+            }
+        }
+        return storage.view(shape: shape)
+    }
+
+    static func quantizing(_ values: [Float], shape: [Int]) -> WeightView {
+        let storage = QuantizedStorage(count: values.count)
+        values.withUnsafeBufferPointer { storage.quantize($0, at: 0) }
+        return storage.view(shape: shape)
     }
 
     public var count: Int { shape.reduce(1, *) }
@@ -47,6 +108,10 @@ public struct WeightView: @unchecked Sendable {
             return HalfConversion.float(fromBFloat16: bytes.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))
         case .float16:
             return HalfConversion.float(fromFloat16: bytes.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))
+        case .int8:
+            let q = Float(Int8(bitPattern: bytes.load(fromByteOffset: index, as: UInt8.self)))
+            guard let scales else { return q }
+            return q * scales.loadUnaligned(fromByteOffset: index / Self.quantizationBlock * 4, as: Float.self)
         }
     }
 
@@ -73,7 +138,77 @@ public struct WeightView: @unchecked Sendable {
 
     /// The same bytes under another shape with the same element count.
     public func reshaped(_ newShape: [Int]) -> WeightView {
-        WeightView(dtype: dtype, shape: newShape, bytes: bytes, owner: owner)
+        if let scales { return WeightView(quantized: bytes, scales: scales, shape: newShape, owner: owner) }
+        return WeightView(dtype: dtype, shape: newShape, bytes: bytes, owner: owner)
+    }
+
+    /// The block scales of a quantized weight as an fp32 view `[rows, row / 32]` (what a
+    /// checkpoint stores as `….weight_scale`).
+    public var scaleView: WeightView? {
+        guard let scales, let width = shape.last else { return nil }
+        let leading = Array(shape.dropLast())
+        return WeightView(dtype: .float32, shape: leading + [width / Self.quantizationBlock], bytes: scales, owner: owner)
+    }
+
+    /// The int8 values of a quantized weight without their scales (what a checkpoint stores
+    /// under the weight's own name).
+    public var quantizedValues: WeightView? {
+        guard scales != nil else { return nil }
+        return WeightView(dtype: .int8, shape: shape, bytes: bytes, owner: owner)
+    }
+
+    /// Pairs an `I8` tensor with its fp32 block scales `[rows, row / 32]` (both views must keep
+    /// their memory alive, as views of one mapped file do).
+    public static func quantized(values: WeightView, scales: WeightView) -> WeightView? {
+        guard values.dtype == .int8, values.scales == nil, scales.dtype == .float32, values.isQuantizable,
+              scales.shape == [values.shape[0], values.shape[1] / quantizationBlock] else { return nil }
+        return WeightView(quantized: values.bytes, scales: scales.bytes, shape: values.shape, owner: Owners(values.owner, scales.owner))
+    }
+}
+
+/// Keeps two owners alive (int8 values and scales that live in different places).
+private final class Owners {
+    let first: AnyObject
+    let second: AnyObject
+
+    init(_ first: AnyObject, _ second: AnyObject) {
+        self.first = first
+        self.second = second
+    }
+}
+
+/// Owned memory for a quantized weight: the int8 values, then the fp32 scales.
+final class QuantizedStorage: @unchecked Sendable {
+    let storage: OwnedBytes
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        storage = OwnedBytes(count: count + count / WeightView.quantizationBlock * 4)
+    }
+
+    /// Quantizes `values` (whole blocks) into elements `start…`.
+    func quantize(_ values: UnsafeBufferPointer<Float>, at start: Int) {
+        let block = WeightView.quantizationBlock
+        let q = storage.pointer.assumingMemoryBound(to: Int8.self)
+        let scales = (storage.pointer + count).assumingMemoryBound(to: Float.self)
+        for first in stride(from: 0, to: values.count, by: block) {
+            var largest: Float = 0
+            for index in first..<(first + block) { largest = max(largest, abs(values[index])) }
+            let scale = largest / 127
+            let inverse = scale > 0 ? 1 / scale : 0
+            for index in first..<(first + block) {
+                q[start + index] = Int8(max(-127, min(127, (values[index] * inverse).rounded(.toNearestOrEven))))
+            }
+            scales[(start + first) / block] = scale
+        }
+    }
+
+    func view(shape: [Int]) -> WeightView {
+        WeightView(
+            quantized: UnsafeRawBufferPointer(start: storage.pointer, count: count),
+            scales: UnsafeRawBufferPointer(start: storage.pointer + count, count: count / WeightView.quantizationBlock * 4),
+            shape: shape, owner: storage)
     }
 }
 
@@ -93,6 +228,7 @@ extension WeightView {
     /// billions of parameters fit): for benchmarks and tests of shape, not of numerics. The
     /// values depend only on `seed`.
     public static func random(shape: [Int], dtype: DType, in range: ClosedRange<Float>, seed: UInt64) -> WeightView {
+        if dtype == .int8 { return random(shape: shape, dtype: .float32, in: range, seed: seed).quantizedToInt8() }
         let count = shape.reduce(1, *)
         let storage = OwnedBytes(count: count * dtype.size)
         let raw = UnsafeMutableRawBufferPointer(start: storage.pointer, count: count * dtype.size)
@@ -118,6 +254,7 @@ extension WeightView {
                     case .float32: raw.value.storeBytes(of: value, toByteOffset: index * 4, as: Float.self)
                     case .bfloat16: raw.value.storeBytes(of: HalfConversion.bfloat16(from: value), toByteOffset: index * 2, as: UInt16.self)
                     case .float16: raw.value.storeBytes(of: HalfConversion.float16(from: value), toByteOffset: index * 2, as: UInt16.self)
+                    case .int8: raw.value.storeBytes(of: Int8(max(-127, min(127, value.rounded()))), toByteOffset: index, as: Int8.self)
                     }
                 }
             }

@@ -45,7 +45,7 @@ struct HalfConversionTests {
     @Test("a weight view stores and widens every dtype")
     func weightViewRoundTrip() {
         let tensor = Tensor(shape: [2, 3], scalars: [1, -2, 0.5, 0.25, 3, -0.125])
-        for dtype in DType.allCases {
+        for dtype in [DType.float32, .bfloat16, .float16] {
             let view = WeightView(tensor, as: dtype)
             #expect(view.shape == [2, 3])
             #expect(view.bytes.count == 6 * dtype.size)

@@ -96,7 +96,7 @@ struct ReferenceKernelTests {
         let x = Tensor(shape: [2, 3], scalars: [1, 2, 3, -1, 0.5, 2])
         let w = Tensor(shape: [2, 3], scalars: [0.5, -1, 2, 0.25, 1, -0.5])
         let bias = WeightView(Tensor(shape: [2], scalars: [1, -1]))
-        for dtype in DType.allCases {
+        for dtype in [DType.float32, .bfloat16, .float16] {
             let y = Reference.linear(x, weight: WeightView(w, as: dtype), bias: bias)
             #expect(y.shape == [2, 2])
             #expect(y.scalars == [5.5, -0.25, 4, -1.75])

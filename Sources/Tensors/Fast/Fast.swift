@@ -53,6 +53,7 @@ public enum Fast {
         case .float32: Int32(CK_F32)
         case .bfloat16: Int32(CK_BF16)
         case .float16: Int32(CK_F16)
+        case .int8: preconditionFailure("int8 weights go through ck_linear_q8")
         }
     }
 
@@ -85,10 +86,20 @@ public enum Fast {
         y: UnsafeMutablePointer<Float>, ldy: Int, threads: Int
     ) {
         let (n, k) = (weight.shape[0], weight.shape[1])
-        let dtype = code(weight.dtype)
         let base = weight.bytes.baseAddress!
         // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
         let blocks = (n + 3) / 4
+        if weight.dtype == .int8 {
+            guard let scales = weight.scales?.baseAddress?.assumingMemoryBound(to: Float.self) else {
+                preconditionFailure("int8 weight \(weight.shape) without block scales")
+            }
+            let q = base.assumingMemoryBound(to: Int8.self)
+            parallelFor(blocks, threads: threads) { range in
+                ck_linear_q8(x, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+            }
+            return
+        }
+        let dtype = code(weight.dtype)
         parallelFor(blocks, threads: threads) { range in
             ck_linear(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
         }
