@@ -436,103 +436,138 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 enum { CK_Q8_BLOCK = 32, CK_Q8_PANEL = 8 };
 
+// One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored),
+// q = round-to-nearest-even(x / scale) clamped to ±127, NaN to 127: Swift's max/min semantics.
+CK_INLINE float q8_quantize_block(const float *x, int8_t *q) {
+    float largest = 0.0f;
+    for (int i = 0; i < CK_Q8_BLOCK; i++) {
+        const float magnitude = fabsf(x[i]);
+        if (magnitude > largest) largest = magnitude;
+    }
+    const float scale = largest / 127.0f;
+    const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+    // Adding and subtracting 1.5 · 2²³ rounds to nearest even (|x · inverse| ≤ 127 here).
+    const float magic = 12582912.0f;
+    for (int i = 0; i < CK_Q8_BLOCK; i++) {
+        float v = (x[i] * inverse + magic) - magic;
+        v = v > 127.0f ? 127.0f : v;
+        v = v < -127.0f ? -127.0f : v;
+        q[i] = v == v ? (int8_t)v : 127;
+    }
+    return scale;
+}
+
+#ifdef CK_X86
+// The same, 8 lanes at a time (every step is the scalar one's, so the results are identical).
+static CK_AVX2 float q8_quantize_block_avx2(const float *x, int8_t *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 largest = _mm256_setzero_ps();
+    // max(|x|, largest) returns largest when |x| is NaN.
+    for (int i = 0; i < CK_Q8_BLOCK; i += 8) largest = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), largest);
+    __m128 half = _mm_max_ps(_mm256_castps256_ps128(largest), _mm256_extractf128_ps(largest, 1));
+    half = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    half = _mm_max_ss(half, _mm_shuffle_ps(half, half, 1));
+    const float scale = _mm_cvtss_f32(half) / 127.0f;
+    const __m256 inverse = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+    __m256i lanes[4];
+    for (int i = 0; i < 4; i++) {
+        __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(v, _mm256_set1_ps(127.0f));  // NaN → 127 (the second operand)
+        v = _mm256_max_ps(v, _mm256_set1_ps(-127.0f));
+        lanes[i] = _mm256_cvtps_epi32(v);
+    }
+    const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(lanes[0], lanes[1]), _mm256_packs_epi32(lanes[2], lanes[3]));
+    _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    return scale;
+}
+#endif
+
 // Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
-static void q8_widen_rows(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
+static void q8_widen_rows_generic(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
     for (int64_t r = 0; r < rows; r++) {
         const int8_t *qr = q + (j + r) * k;
         const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
-        for (int64_t c = 0; c < k; c++) dst[r * k + c] = (float)qr[c] * sr[c / CK_Q8_BLOCK];
-    }
-}
-
-static void gemv_q8_generic(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                            const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    enum { SPAN = 1024 };
-    float row[SPAN];
-    const int64_t blocks = k / CK_Q8_BLOCK;
-    for (int64_t j = j0; j < j1; j++) {
-        for (int64_t r = 0; r < m; r++) y[r * ldy + j] = bias ? bias[j] : 0.0f;
-        for (int64_t c0 = 0; c0 < k; c0 += SPAN) {
-            const int64_t span = k - c0 < SPAN ? k - c0 : SPAN;
-            for (int64_t c = 0; c < span; c++) row[c] = (float)q[j * k + c0 + c] * scales[j * blocks + (c0 + c) / CK_Q8_BLOCK];
-            for (int64_t r = 0; r < m; r++) y[r * ldy + j] += dot_generic(x + r * k + c0, row, span);
-        }
+        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++)
+            for (int i = 0; i < CK_Q8_BLOCK; i++) dst[r * k + b * CK_Q8_BLOCK + i] = (float)qr[b * CK_Q8_BLOCK + i] * sr[b];
     }
 }
 
 #ifdef CK_X86
-#define CK_Q8_LOAD8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-
-// One block of 32 products of a weight row with x, as 8 lanes.
-CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *q, const float *x) {
-    const __m256 a = _mm256_fmadd_ps(CK_Q8_LOAD8(q + 8), _mm256_loadu_ps(x + 8), _mm256_mul_ps(CK_Q8_LOAD8(q), _mm256_loadu_ps(x)));
-    const __m256 b = _mm256_fmadd_ps(CK_Q8_LOAD8(q + 24), _mm256_loadu_ps(x + 24), _mm256_mul_ps(CK_Q8_LOAD8(q + 16), _mm256_loadu_ps(x + 16)));
-    return _mm256_add_ps(a, b);
-}
-
-static CK_AVX2 void gemv_q8_avx2(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    const int64_t blocks = k / CK_Q8_BLOCK;
-    for (int64_t r = 0; r < m; r++) {
-        const float *xr = x + r * k;
-        int64_t j = j0;
-        for (; j + 2 <= j1; j += 2) {
-            const int8_t *q0 = q + j * k, *q1 = q0 + k;
-            const float *s0 = scales + j * blocks, *s1 = s0 + blocks;
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-            for (int64_t b = 0; b < blocks; b++) {
-                // The next two rows, so several DRAM reads are in flight per core.
-                if ((b & 1) == 0 && j + 3 < j1) {
-                    _mm_prefetch((const char *)(q1 + k + b * CK_Q8_BLOCK), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(q1 + 2 * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
-                }
-                acc0 = _mm256_fmadd_ps(q8_block_avx2(q0 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(s0[b]), acc0);
-                acc1 = _mm256_fmadd_ps(q8_block_avx2(q1 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(s1[b]), acc1);
-            }
-            y[r * ldy + j] = hsum256(acc0) + (bias ? bias[j] : 0.0f);
-            y[r * ldy + j + 1] = hsum256(acc1) + (bias ? bias[j + 1] : 0.0f);
-        }
-        for (; j < j1; j++) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t b = 0; b < blocks; b++)
-                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm256_set1_ps(scales[j * blocks + b]), acc);
-            y[r * ldy + j] = hsum256(acc) + (bias ? bias[j] : 0.0f);
+static CK_AVX2 void q8_widen_rows_avx2(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
+    for (int64_t r = 0; r < rows; r++) {
+        const int8_t *qr = q + (j + r) * k;
+        const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
+        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++) {
+            const __m256 scale = _mm256_set1_ps(sr[b]);
+            for (int i = 0; i < CK_Q8_BLOCK; i += 8)
+                _mm256_storeu_ps(dst + r * k + b * CK_Q8_BLOCK + i,
+                                 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qr + b * CK_Q8_BLOCK + i)))), scale));
         }
     }
 }
+#endif
 
-#define CK_Q8_LOAD16(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
-
-CK_INLINE CK_AVX512 __m512 q8_block_avx512(const int8_t *q, const float *x) {
-    return _mm512_fmadd_ps(CK_Q8_LOAD16(q + 16), _mm512_loadu_ps(x + 16), _mm512_mul_ps(CK_Q8_LOAD16(q), _mm512_loadu_ps(x)));
+static void q8_widen_rows(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) {
+        q8_widen_rows_avx2(q, scales, k, j, rows, dst);
+        return;
+    }
+#endif
+    q8_widen_rows_generic(q, scales, k, j, rows, dst);
 }
 
-static CK_AVX512 void gemv_q8_avx512(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                                     const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+// Σ_b scale_w[b] · scale_x[b] · Σ_i q_w[i] · q_x[i] for one weight row (exact integer block sums).
+static float q8_dot_generic(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int64_t blocks) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < blocks; b++) {
+        int32_t block = 0;
+        for (int i = 0; i < CK_Q8_BLOCK; i++) block += (int32_t)w[b * CK_Q8_BLOCK + i] * (int32_t)x[b * CK_Q8_BLOCK + i];
+        sum += (float)block * (ws[b] * xs[b]);
+    }
+    return sum;
+}
+
+#ifdef CK_X86
+// 8 lanes of a block's 32 products: |x| (unsigned) times w with x's sign, in pairs to 16 bits (at
+// most 2 · 127 · 127, no saturation), then to 32 bits.
+CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *w, __m256i xq, __m256i xa) {
+    const __m256i wq = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wq, xq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
     const int64_t blocks = k / CK_Q8_BLOCK;
     for (int64_t r = 0; r < m; r++) {
-        const float *xr = x + r * k;
+        const int8_t *xr = xq + r * k;
+        const float *sr = xs + r * blocks;
         int64_t j = j0;
-        for (; j + 2 <= j1; j += 2) {
-            const int8_t *q0 = q + j * k, *q1 = q0 + k;
-            const float *s0 = scales + j * blocks, *s1 = s0 + blocks;
-            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        // Four weight rows at a time: four independent FMA chains hide the FMA latency, and the
+        // activation block is loaded once for all four.
+        for (; j + 4 <= j1; j += 4) {
+            const int8_t *w0 = q + j * k;
+            const float *s0 = scales + j * blocks;
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int64_t b = 0; b < blocks; b++) {
-                if ((b & 1) == 0 && j + 3 < j1) {
-                    _mm_prefetch((const char *)(q1 + k + b * CK_Q8_BLOCK), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(q1 + 2 * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
-                }
-                acc0 = _mm512_fmadd_ps(q8_block_avx512(q0 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(s0[b]), acc0);
-                acc1 = _mm512_fmadd_ps(q8_block_avx512(q1 + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(s1[b]), acc1);
+                // The next four rows, so several DRAM reads are in flight per core.
+                if ((b & 1) == 0 && j + 8 <= j1)
+                    for (int u = 4; u < 8; u++) _mm_prefetch((const char *)(w0 + u * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
+                const __m256i xa = _mm256_sign_epi8(x, x);
+                for (int u = 0; u < 4; u++)
+                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(w0 + u * k + b * CK_Q8_BLOCK, x, xa), _mm256_set1_ps(s0[u * blocks + b] * sr[b]), acc[u]);
             }
-            y[r * ldy + j] = _mm512_reduce_add_ps(acc0) + (bias ? bias[j] : 0.0f);
-            y[r * ldy + j + 1] = _mm512_reduce_add_ps(acc1) + (bias ? bias[j + 1] : 0.0f);
+            for (int u = 0; u < 4; u++) y[r * ldy + j + u] = hsum256(acc[u]) + (bias ? bias[j + u] : 0.0f);
         }
         for (; j < j1; j++) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t b = 0; b < blocks; b++)
-                acc = _mm512_fmadd_ps(q8_block_avx512(q + j * k + b * CK_Q8_BLOCK, xr + b * CK_Q8_BLOCK), _mm512_set1_ps(scales[j * blocks + b]), acc);
-            y[r * ldy + j] = _mm512_reduce_add_ps(acc) + (bias ? bias[j] : 0.0f);
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t b = 0; b < blocks; b++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
+                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, x, _mm256_sign_epi8(x, x)), _mm256_set1_ps(scales[j * blocks + b] * sr[b]), acc);
+            }
+            y[r * ldy + j] = hsum256(acc) + (bias ? bias[j] : 0.0f);
         }
     }
 }
@@ -540,25 +575,58 @@ static CK_AVX512 void gemv_q8_avx512(const float *x, int64_t m, int64_t k, const
 
 void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
                   const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
     if (m < 4) {
+        // Decoding: the activations quantized on the stack for every real width, then integer dots.
+        int8_t xq[4 * 8192];
+        float xs[4 * 8192 / CK_Q8_BLOCK];
+        if (m * k <= 4 * 8192) {
 #ifdef CK_X86
-        if (ck_isa() == 2) { gemv_q8_avx512(x, m, k, q, scales, bias, y, ldy, j0, j1); return; }
-        if (ck_isa() == 1) { gemv_q8_avx2(x, m, k, q, scales, bias, y, ldy, j0, j1); return; }
+            if (ck_isa() >= 1) {
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t b = 0; b < blocks; b++)
+                        xs[r * blocks + b] = q8_quantize_block_avx2(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+                gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
+                return;
+            }
 #endif
-        gemv_q8_generic(x, m, k, q, scales, bias, y, ldy, j0, j1);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t b = 0; b < blocks; b++) xs[r * blocks + b] = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t j = j0; j < j1; j++)
+                    y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
+            return;
+        }
+    }
+    // Prefill (and widths beyond the stack buffer): the same products in fp32, from activations
+    // rounded to their int8 values and weights widened eight rows at a time.
+    float *rounded = (float *)malloc((size_t)(m * k + CK_Q8_PANEL * k) * sizeof(float));
+    int8_t block[CK_Q8_BLOCK];
+    if (!rounded) {
+        // No memory for the buffers: the same sums, quantizing each activation block as it goes.
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t j = j0; j < j1; j++) {
+                float sum = 0.0f;
+                for (int64_t b = 0; b < blocks; b++) {
+                    const float scale = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, block);
+                    sum += q8_dot_generic(q + j * k + b * CK_Q8_BLOCK, scales + j * blocks + b, block, &scale, 1);
+                }
+                y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
+            }
         return;
     }
-    float *panel = (float *)malloc((size_t)(CK_Q8_PANEL * k) * sizeof(float));
-    if (!panel) {
-        gemv_q8_generic(x, m, k, q, scales, bias, y, ldy, j0, j1);
-        return;
-    }
+    float *panel = rounded + m * k;
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < blocks; b++) {
+            const float scale = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, block);
+            for (int i = 0; i < CK_Q8_BLOCK; i++) rounded[r * k + b * CK_Q8_BLOCK + i] = (float)block[i] * scale;
+        }
     for (int64_t j = j0; j < j1; j += CK_Q8_PANEL) {
         const int64_t rows = j1 - j < CK_Q8_PANEL ? j1 - j : CK_Q8_PANEL;
         q8_widen_rows(q, scales, k, j, rows, panel);
-        gemm_nt(x, k, m, k, panel, k, CK_F32, bias ? bias + j : NULL, y + j, ldy, 0, rows);
+        gemm_nt(rounded, k, m, k, panel, k, CK_F32, bias ? bias + j : NULL, y + j, ldy, 0, rows);
     }
-    free(panel);
+    free(rounded);
 }
 
 // MARK: - exp, SiLU

@@ -94,9 +94,11 @@ final class Mamba2FastForward: @unchecked Sendable {
         case .sequential: nil
         case let .chunked(size): size ?? config.chunkSize
         }
-        // A single-token step of one sequence is too small for the conv and the scan to pay for
-        // waking a second thread.
+        // A single-token step of one sequence is too small for the conv to pay for waking a second
+        // thread; the scan pays once its state (read and written every step) is large: ≥ 1 MB
+        // per layer, as Codestral-7B's 4 MB, not mamba2-130m's 0.8 MB.
         let smallThreads = rows == 1 ? 1 : threads
+        let scanThreads = rows == 1 && h * config.headDim * config.stateSize * 4 < 1 << 20 ? 1 : threads
         let work = workspace()
         defer { recycle(work) }
         work.reserve(rows: rows, config: config)
@@ -160,7 +162,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                             x: X, ldx: convDim, dt: DT, lddt: h, B: X + e, C: X + e + config.nGroups * config.stateSize,
                             ldbc: convDim, length: l, heads: h, headDim: config.headDim, groups: config.nGroups,
                             stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm.baseAddress!, y: Y, ldy: e
-                        ).run(batch: b, chunkSize: chunkSize, threads: smallThreads)
+                        ).run(batch: b, chunkSize: chunkSize, threads: scanThreads)
                     }
 
                     // Gated RMSNorm: norm(y · silu(z)) per group, z read in place from the projection.

@@ -166,6 +166,22 @@ public struct WeightView: @unchecked Sendable {
     }
 }
 
+extension WeightView {
+    /// One block quantized: scale = max |v| / 127, q = round-to-nearest-even(v / scale) within
+    /// ±127; `store(offset, q)` receives each value. The C kernels quantize activations with the
+    /// same operations, so both sides round alike.
+    static func quantizeBlock<Values: Collection<Float>>(_ values: Values, store: (Int, Int8) -> Void) -> Float {
+        var largest: Float = 0
+        for value in values { largest = max(largest, abs(value)) }
+        let scale = largest / 127
+        let inverse = scale > 0 ? 1 / scale : 0
+        for (offset, value) in values.enumerated() {
+            store(offset, Int8(max(-127, min(127, (value * inverse).rounded(.toNearestOrEven)))))
+        }
+        return scale
+    }
+}
+
 /// Keeps two owners alive (int8 values and scales that live in different places).
 private final class Owners {
     let first: AnyObject
@@ -193,14 +209,7 @@ final class QuantizedStorage: @unchecked Sendable {
         let q = storage.pointer.assumingMemoryBound(to: Int8.self)
         let scales = (storage.pointer + count).assumingMemoryBound(to: Float.self)
         for first in stride(from: 0, to: values.count, by: block) {
-            var largest: Float = 0
-            for index in first..<(first + block) { largest = max(largest, abs(values[index])) }
-            let scale = largest / 127
-            let inverse = scale > 0 ? 1 / scale : 0
-            for index in first..<(first + block) {
-                q[start + index] = Int8(max(-127, min(127, (values[index] * inverse).rounded(.toNearestOrEven))))
-            }
-            scales[(start + first) / block] = scale
+            scales[(start + first) / block] = WeightView.quantizeBlock(values[first..<(first + block)]) { q[start + first + $0] = $1 }
         }
     }
 

@@ -52,14 +52,15 @@ struct QuantizedModelTests {
         for position in 6..<11 { steps.append(try loaded(.tokenIDs(ids.map { [$0[position]] }), updating: &state).logits) }
         let last = positions(fast, 10..<11)
         #expect(Difference(steps.last!, last).max <= 1e-4)
-        // Quantization moves the logits a little, not a lot (random weights: no perplexity to speak of).
+        // Quantizing weights and activations moves the logits a little, not a lot (random
+        // weights: no perplexity to speak of; QuantizedQualityTests measures a trained model).
         let reference = try fp32(.tokenIDs(ids)).logits
         let scale = reference.scalars.map(abs).max()!
-        #expect(Difference(fast, reference).max <= 0.02 * scale)
+        #expect(Difference(fast, reference).max <= 0.05 * scale)
         #expect(Difference(fast, reference).max > 0)
     }
 
-    @Test("int8 folders convert back to fp32 with the dequantized values")
+    @Test("int8 folders convert back to fp32 with the dequantized weights")
     func backToFloat() throws {
         let config = Self.config(tied: true)
         let quantized = try Mamba2Weights.random(config: config, dtype: .int8, seed: 4)
@@ -68,9 +69,11 @@ struct QuantizedModelTests {
         try quantized.writeHuggingFaceFolder(config: config, dtype: .float32, to: output)
         let restored = try Mamba2ForCausalLM(directory: output)
         #expect(restored.backbone.weights.layers[0].mixer.inProj.floats() == quantized.layers[0].mixer.inProj.floats())
+        // Only the int8 model rounds its activations too.
         let ids = [[1, 2, 3, 4]]
         let model = Mamba2ForCausalLM(config: config, weights: quantized)
-        #expect(Difference(try restored(.tokenIDs(ids)).logits, try model(.tokenIDs(ids)).logits).max <= 1e-5)
+        let (widened, int8) = (try restored(.tokenIDs(ids)).logits, try model(.tokenIDs(ids)).logits)
+        #expect(Difference(widened, int8).max <= 0.05 * widened.scalars.map(abs).max()!)
     }
 
     @Test("int8 tensors without scales, scales of the wrong shape and int8 norms are named errors")

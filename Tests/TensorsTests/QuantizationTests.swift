@@ -48,3 +48,38 @@ struct QuantizationTests {
         #expect(!WeightView(randomTensor([4, 33], using: &generator)).isQuantizable)
     }
 }
+
+@Suite("int8 products (W8A8)", .serialized)
+struct QuantizedProductTests {
+    @Test("activations round half to even, clamp and ignore nothing, alike on every instruction set")
+    func activationRounding() {
+        defer { Fast.limitInstructionSet(nil) }
+        // Block max 127 gives scale 1: x / scale is x itself, so the .5s are exact ties.
+        let block: [Float] = [127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.49, -126.5, 126.5] + (0..<22).map { Float($0) - 11 }
+        let x = Tensor(shape: [2, 64], scalars: block + block.map { -$0 } + block.reversed() + block)
+        let w = Tensor(shape: [3, 64], scalars: (0..<192).map { Float($0 % 7) - 3 })
+        let weight = WeightView(w, as: .int8)
+        let reference = Reference.linear(x, weight: weight)
+        // The integer sums, by hand: round-half-even of each x (|x| ≤ 127), times q_w times the scales.
+        func roundedEven(_ v: Float) -> Float { v.rounded(.toNearestOrEven) }
+        for row in 0..<2 {
+            for j in 0..<3 {
+                var expected: Float = 0
+                for b in 0..<2 {
+                    var sum: Float = 0
+                    for c in (b * 32)..<((b + 1) * 32) { sum += roundedEven(x[row, c]) * Float(Int8(bitPattern: weight.bytes[j * 64 + c])) }
+                    expected += sum * weight.scales!.load(fromByteOffset: (j * 2 + b) * 4, as: Float.self)
+                }
+                #expect(abs(reference[row, j] - expected) <= 1e-4 * abs(expected), "row \(row), column \(j)")
+            }
+        }
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            for rows in [1, 2] {
+                let part = Tensor(shape: [rows, 64], scalars: Array(x.scalars.prefix(rows * 64)))
+                let d = difference(Fast.linear(part, weight: weight, threads: 1), Reference.linear(part, weight: weight))
+                #expect(d.max <= 1e-5 * 127 * 64, "\(isa), \(rows) rows: \(d.max)")
+            }
+        }
+    }
+}

@@ -26,9 +26,11 @@ void ck_limit_isa(int level);
 void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype,
                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
-/// The same product for block-quantized int8 weights (W8A32): w[j, c] = q[j, c] · scales[j, c / 32];
-/// k must be a multiple of 32. Decoding (m < 4) reads the int8 values directly; prefill widens
-/// eight weight rows at a time into fp32 and runs the fp32 kernel on them.
+/// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
+/// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
+/// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32. Decoding (m < 4) sums
+/// the blocks in integers; prefill computes the same products in fp32 from the rounded activations
+/// and weights widened eight rows at a time.
 void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
                   const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 

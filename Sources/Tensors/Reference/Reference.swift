@@ -10,6 +10,7 @@ extension Reference {
     /// - x: `[..., k]`, weight: `[n, k]`, bias: `[n]` → `[..., n]`.
     public static func linear(_ x: Tensor, weight: WeightView, bias: WeightView? = nil) -> Tensor {
         precondition(weight.shape.count == 2 && x.shape.last == weight.shape[1], "linear: x \(x.shape) vs weight \(weight.shape)")
+        if weight.scales != nil { return quantizedLinear(x, weight: weight, bias: bias) }
         let (n, k) = (weight.shape[0], weight.shape[1])
         let m = x.count / max(k, 1)
         var out = [Float](repeating: 0, count: m * n)
@@ -26,6 +27,40 @@ extension Reference {
                         out[i * n + j] = sum + b
                     }
                 }
+            }
+        }
+        return Tensor(shape: Array(x.shape.dropLast()) + [n], scalars: out)
+    }
+
+    /// `linear` for block-quantized int8 weights (W8A8, llama.cpp's Q8_0 × Q8_0): each block of
+    /// 32 activations is quantized as the weights are, and contributes
+    /// `scale_w · scale_x · Σ q_w · q_x` (an exact integer sum).
+    static func quantizedLinear(_ x: Tensor, weight: WeightView, bias: WeightView?) -> Tensor {
+        let (n, k) = (weight.shape[0], weight.shape[1])
+        let block = WeightView.quantizationBlock
+        let (m, blocks) = (x.count / max(k, 1), k / block)
+        // [m, k] int8 activations and [m, k / 32] their scales.
+        var xq = [Int8](repeating: 0, count: m * k)
+        var xs = [Float](repeating: 0, count: m * blocks)
+        for row in 0..<m {
+            for b in 0..<blocks {
+                let start = row * k + b * block
+                xs[row * blocks + b] = WeightView.quantizeBlock(x.scalars[start..<(start + block)]) { xq[start + $0] = $1 }
+            }
+        }
+        var out = [Float](repeating: 0, count: m * n)
+        let q = weight.bytes.bindMemory(to: Int8.self)
+        let scales = weight.scales!.bindMemory(to: Float.self)
+        for j in 0..<n {
+            let b = bias?[j] ?? 0
+            for row in 0..<m {
+                var sum: Float = 0
+                for blockIndex in 0..<blocks {
+                    var integer: Int32 = 0
+                    for c in (blockIndex * block)..<((blockIndex + 1) * block) { integer += Int32(q[j * k + c]) * Int32(xq[row * k + c]) }
+                    sum += Float(integer) * (scales[j * blocks + blockIndex] * xs[row * blocks + blockIndex])
+                }
+                out[row * n + j] = sum + b
             }
         }
         return Tensor(shape: Array(x.shape.dropLast()) + [n], scalars: out)
