@@ -142,6 +142,8 @@ float ck_sum(const float *x, int64_t count) {
     return sum;
 }
 
+int64_t ck_fetch_increment(int64_t *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
+
 void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst) {
     for (int64_t i = 0; i < count; i++) dst[i] = load_scalar(src, dtype, offset + i);
 }

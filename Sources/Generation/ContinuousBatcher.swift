@@ -119,11 +119,14 @@ public final class ContinuousBatcher: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard acceptsWork else { throw BatcherError.shuttingDown }
-        let free = maxBatch - running.count
-        guard queue.count < maxQueue + max(0, free) else { throw BatcherError.queueFull(limit: maxQueue) }
+        // Sequences that will take a free slot at the next step do not count as waiting.
+        let free = max(0, maxBatch - running.count)
+        guard queue.count - free < maxQueue else { throw BatcherError.queueFull(limit: maxQueue) }
         let id = nextID
         nextID += 1
         queue.append(Waiting(id: id, request: request, continuation: continuation))
+        // Only a consumer that goes away cancels; `.finished` comes from this batcher's own
+        // `finish` calls, some made under the lock, so it must not take the lock again.
         continuation.onTermination = { [weak self] termination in
             if case .cancelled = termination { self?.cancel(id) }
         }
@@ -150,7 +153,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
             condition.lock()
             acceptsWork = false
             if shutdownDeadline == nil {
-                shutdownDeadline = .now() + .nanoseconds(Int(max(0, grace) * 1e9))
+                // At most a day, so the nanoseconds stay far inside Int.
+                let seconds = grace.isNaN ? 0 : min(max(0, grace), 86_400)
+                shutdownDeadline = .now() + .nanoseconds(Int(seconds * 1e9))
             }
             if stopped {
                 condition.unlock()
@@ -288,12 +293,14 @@ public final class ContinuousBatcher: @unchecked Sendable {
             }
             if reason == nil && sequence.generated >= sequence.config.maxNewTokens ?? 0 { reason = .length }
             guard let reason else { return true }
-            // Bytes of an unfinished character and held-back text, unless a stop string cut it.
+            // Bytes of an unfinished character and held-back text, unless a stop string cut it (the
+            // last bytes may still complete one).
+            var finish = reason
             if !(sequence.text?.hitStop ?? false) {
-                if let rest = try sequence.decoder?.finish() { _ = show(rest, of: &sequence) }
+                if let rest = try sequence.decoder?.finish(), show(rest, of: &sequence) { finish = .stop }
                 if let held = sequence.text?.flush(), !held.isEmpty { sequence.continuation.yield(.text(held)) }
             }
-            sequence.continuation.yield(.finished(reason, promptTokens: sequence.promptTokens, completionTokens: sequence.generated))
+            sequence.continuation.yield(.finished(finish, promptTokens: sequence.promptTokens, completionTokens: sequence.generated))
             sequence.continuation.finish()
         } catch {
             sequence.continuation.finish(throwing: error)

@@ -76,7 +76,7 @@ public struct Generator: Sendable {
     /// Runs the prompts through the model in one pass. Rows are left-padded to one length;
     /// `attentionMask` marks the padding (0).
     public func prefill(_ inputIDs: [[Int]], attentionMask: [[Int]]? = nil) throws -> GenerationSession {
-        let output = try model(.tokenIDs(inputIDs), attentionMask: attentionMask, useCache: true)
+        let output = try model(.tokenIDs(inputIDs), attentionMask: attentionMask, useCache: true, logitsToKeep: 1)
         let history = inputIDs.enumerated().map { row, ids in
             attentionMask.map { mask in zip(ids, mask[row]).filter { $0.1 == 1 }.map(\.0) } ?? ids
         }
@@ -94,7 +94,7 @@ public struct Generator: Sendable {
             throw GenerationError.invalidInput("a continuation must add the same number of tokens to every row")
         }
         guard length > 0 else { return session }
-        let output = try model(.tokenIDs(ids), updating: &session.state)
+        let output = try model(.tokenIDs(ids), updating: &session.state, logitsToKeep: 1)
         session.nextLogits = Self.lastPosition(output.logits)
         for row in ids.indices { session.history[row] += ids[row] }
         return session

@@ -167,6 +167,9 @@ public struct Mamba2ForCausalLM: Sendable {
 
     /// Runs the model; see `Mamba2Model.callAsFunction`. With `labels` (`[b][l]`, −100 to
     /// ignore), also the next-token loss: position t's logits are scored against label t + 1.
+    /// `logitsToKeep` (transformers' `logits_to_keep`): only the last that many positions get
+    /// logits (`[b, keep, vocab]`; 0 keeps all), which spares generation a head product per
+    /// prompt token.
     public func callAsFunction(
         _ input: Mamba2Input,
         attentionMask: [[Int]]? = nil,
@@ -174,13 +177,14 @@ public struct Mamba2ForCausalLM: Sendable {
         useCache: Bool = false,
         labels: [[Int]]? = nil,
         outputHiddenStates: Bool = false,
+        logitsToKeep: Int = 0,
         scan: SSMScan = .chunked(),
         path: ForwardPath = .fast
     ) throws -> Mamba2CausalLMOutput {
         let output = try backbone(
             input, attentionMask: attentionMask, state: state, useCache: useCache,
             outputHiddenStates: outputHiddenStates, scan: scan, path: path)
-        return try head(output, labels: labels, path: path)
+        return try head(output, labels: labels, logitsToKeep: logitsToKeep, path: path)
     }
 
     /// Runs the model and advances `state` in place (see `Mamba2Model`); the output's `state` is nil.
@@ -190,19 +194,31 @@ public struct Mamba2ForCausalLM: Sendable {
         updating state: inout Mamba2State,
         labels: [[Int]]? = nil,
         outputHiddenStates: Bool = false,
+        logitsToKeep: Int = 0,
         scan: SSMScan = .chunked(),
         path: ForwardPath = .fast
     ) throws -> Mamba2CausalLMOutput {
         let output = try backbone(
             input, attentionMask: attentionMask, updating: &state, outputHiddenStates: outputHiddenStates, scan: scan, path: path)
-        return try head(output, labels: labels, path: path)
+        return try head(output, labels: labels, logitsToKeep: logitsToKeep, path: path)
     }
 
     /// The LM head and the loss.
-    private func head(_ output: Mamba2Output, labels: [[Int]]?, path: ForwardPath) throws -> Mamba2CausalLMOutput {
-        let logits = switch path {  // [b, l, vocab]
-        case .reference: Reference.linear(output.lastHiddenState, weight: backbone.weights.lmHead)
-        case .fast: Fast.linear(output.lastHiddenState, weight: backbone.weights.lmHead, threads: backbone.threads)
+    private func head(_ output: Mamba2Output, labels: [[Int]]?, logitsToKeep: Int, path: ForwardPath) throws -> Mamba2CausalLMOutput {
+        guard logitsToKeep >= 0 else { throw Mamba2Error.invalidInput("logitsToKeep must be ≥ 0, got \(logitsToKeep)") }
+        if labels != nil && logitsToKeep != 0 { throw Mamba2Error.invalidInput("a loss needs every position's logits (logitsToKeep 0)") }
+        var hidden = output.lastHiddenState  // [b, l, d]
+        let (b, l, d) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+        if logitsToKeep > 0 && logitsToKeep < l {
+            // [b, l, d] → [b, keep, d]: the last positions of every row.
+            var kept: [Float] = []
+            kept.reserveCapacity(b * logitsToKeep * d)
+            for row in 0..<b { kept += hidden.scalars[((row * l + l - logitsToKeep) * d)..<((row + 1) * l * d)] }
+            hidden = Tensor(shape: [b, logitsToKeep, d], scalars: kept)
+        }
+        let logits = switch path {  // [b, keep, vocab]
+        case .reference: Reference.linear(hidden, weight: backbone.weights.lmHead)
+        case .fast: Fast.linear(hidden, weight: backbone.weights.lmHead, threads: backbone.threads)
         }
         let loss = try labels.map { try Self.causalLanguageModelingLoss(logits: logits, labels: $0) }
         return Mamba2CausalLMOutput(loss: loss, logits: logits, hiddenStates: output.hiddenStates, state: output.state)

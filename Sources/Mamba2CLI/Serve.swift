@@ -34,11 +34,11 @@ struct Serve: AsyncParsableCommand {
     var shutdownGrace: Double = 30
 
     func validate() throws {
-        guard maxBatch >= 1 else { throw CLIError("--max-batch must be ≥ 1, got \(maxBatch)") }
-        guard maxQueue >= 0 else { throw CLIError("--max-queue must be ≥ 0, got \(maxQueue)") }
-        guard maxPromptTokens >= 1 else { throw CLIError("--max-prompt-tokens must be ≥ 1, got \(maxPromptTokens)") }
-        guard maxTokens >= 1 else { throw CLIError("--max-tokens must be ≥ 1, got \(maxTokens)") }
-        guard shutdownGrace >= 0, shutdownGrace.isFinite else { throw CLIError("--shutdown-grace must be ≥ 0, got \(shutdownGrace)") }
+        guard (1...4096).contains(maxBatch) else { throw CLIError("--max-batch must be between 1 and 4096, got \(maxBatch)") }
+        guard (0...1_000_000).contains(maxQueue) else { throw CLIError("--max-queue must be between 0 and 1000000, got \(maxQueue)") }
+        guard (1...1_000_000).contains(maxPromptTokens) else { throw CLIError("--max-prompt-tokens must be between 1 and 1000000, got \(maxPromptTokens)") }
+        guard (1...1_000_000).contains(maxTokens) else { throw CLIError("--max-tokens must be between 1 and 1000000, got \(maxTokens)") }
+        guard (0...86_400).contains(shutdownGrace) else { throw CLIError("--shutdown-grace must be between 0 and 86400 seconds, got \(shutdownGrace)") }
         guard (0...65535).contains(port) else { throw CLIError("--port must be between 0 and 65535, got \(port)") }
     }
 
@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("mamba2 serve: shutting down (running requests get \(Int(shutdownGrace)) s)\n".utf8))
                     Task { await server.shutdown() }
                 } else {
-                    Foundation.exit(130)
+                    Foundation.exit(128 + number)
                 }
             }
             source.resume()

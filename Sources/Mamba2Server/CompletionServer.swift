@@ -116,8 +116,17 @@ public final class CompletionServer: Sendable {
         router.get("/v1/models") { _, _ in
             try Self.json(ModelList(data: [.init(id: self.options.modelID)]))
         }
+        router.get("/v1/models/:model") { _, context in
+            let name = context.parameters.get("model") ?? ""
+            guard name == self.options.modelID else { throw Self.unknownModel(name, serving: self.options.modelID) }
+            return try Self.json(ModelList.Model(id: name))
+        }
         router.post("/v1/completions") { request, _ in
-            try await self.completions(request)
+            // A client that goes away before its answer is ready cancels the work at once (a
+            // streamed answer notices on its next write instead).
+            try await request.body.consumeWithCancellationOnInboundClose { body in
+                try await self.completions(body: body)
+            }
         }
         router.post("/v1/chat/completions") { request, _ -> Response in
             _ = try await request.body.collect(upTo: Self.maxBodyBytes)
@@ -131,12 +140,19 @@ public final class CompletionServer: Sendable {
 
     static let maxBodyBytes = 4 << 20
 
-    private func completions(_ request: Request) async throws -> Response {
-        let body = try await request.body.collect(upTo: Self.maxBodyBytes)
+    static func unknownModel(_ name: String, serving: String) -> APIError {
+        APIError(status: 404, message: "the model '\(name)' does not exist; this server serves '\(serving)'", type: "invalid_request_error", param: "model", code: "model_not_found")
+    }
+
+    private func completions(body requestBody: RequestBody) async throws -> Response {
+        let body = try await requestBody.collect(upTo: Self.maxBodyBytes)
         let fields = try RequestJSON.parseObject(Array(buffer: body))
         let completion = try CompletionRequest(fields, defaults: batcher.generator.defaults, limits: options.limits)
-        if let model = completion.model, model != options.modelID {
-            throw APIError(status: 404, message: "the model '\(model)' does not exist; this server serves '\(options.modelID)'", type: "invalid_request_error", param: "model", code: "model_not_found")
+        if let model = completion.model, model != options.modelID { throw Self.unknownModel(model, serving: options.modelID) }
+        guard completion.prompts.count <= options.maxBatch + options.maxQueue else {
+            throw APIError.invalid(
+                "\(completion.prompts.count) prompts can never be admitted together: this server runs \(options.maxBatch) and queues \(options.maxQueue)",
+                param: "prompt")
         }
         let prompts = try completion.prompts.enumerated().map { index, prompt in try tokens(of: prompt, index: index, count: completion.prompts.count) }
         guard !shuttingDown.get() else { throw Self.shuttingDownError }
@@ -166,7 +182,7 @@ public final class CompletionServer: Sendable {
                     }
                 }
             } catch {
-                throw Self.apiError(for: error)
+                throw Self.generationError(error)
             }
             choices.append(Choice(text: text, index: index, finishReason: reason.rawValue))
         }
@@ -178,7 +194,14 @@ public final class CompletionServer: Sendable {
         let name = count == 1 ? "the prompt" : "prompt \(index)"
         let ids: [Int]
         switch prompt {
-        case let .text(text): ids = try tokenizer.encode(text).ids
+        case let .text(text):
+            // No token is this long on average, so the text is refused before the tokenizer
+            // spends time on it.
+            let byteLimit = options.limits.maxPromptTokens * 64
+            guard text.utf8.count <= byteLimit else {
+                throw APIError.invalid("\(name) has \(text.utf8.count) bytes, more than \(byteLimit) (64 per token of this server's limit of \(options.limits.maxPromptTokens) tokens)", param: "prompt")
+            }
+            ids = try tokenizer.encode(text).ids
         case let .tokens(tokens): ids = tokens
         }
         guard !ids.isEmpty else { throw APIError.invalid("\(name) has no tokens", param: "prompt") }
@@ -200,6 +223,7 @@ public final class CompletionServer: Sendable {
             case event(Int, BatchedEvent)
             case failed(any Error)
             case ended
+            case ping
         }
         let body = ResponseBody { writer in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -214,17 +238,27 @@ public final class CompletionServer: Sendable {
                         input.yield(.ended)
                     }
                 }
+                // A comment line every second: while a request waits for a slot or its prefill,
+                // a client that went away is noticed by the failed write.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(1))
+                        input.yield(.ping)
+                    }
+                }
                 var open = streams.count
                 var usage = Usage()
                 for await item in items {
                     switch item {
+                    case .ping:
+                        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     case let .event(index, .text(piece)):
                         try await writer.write(Self.event(StreamChunk(header: header, choices: [.init(text: piece, index: index, finishReason: nil)])))
                     case let .event(index, .finished(reason, promptTokens, completionTokens)):
                         usage.add(prompt: promptTokens, completion: completionTokens)
                         try await writer.write(Self.event(StreamChunk(header: header, choices: [.init(text: "", index: index, finishReason: reason.rawValue)])))
                     case let .failed(error):
-                        try await writer.write(Self.event(ErrorBody(Self.apiError(for: error))))
+                        try await writer.write(Self.event(ErrorBody(Self.generationError(error))))
                         group.cancelAll()
                         try await writer.finish(nil)
                         return
@@ -233,6 +267,9 @@ public final class CompletionServer: Sendable {
                     }
                     if open == 0 { break }
                 }
+                group.cancelAll()
+                // Cancelled before every prompt ended: no `[DONE]` for an unfinished answer.
+                guard open == 0 else { throw CancellationError() }
                 if includeUsage { try await writer.write(Self.event(StreamChunk(header: header, choices: [], usage: usage))) }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
@@ -266,6 +303,14 @@ public final class CompletionServer: Sendable {
     }()
 
     static let shuttingDownError = APIError(status: 503, message: BatcherError.shuttingDown.description, type: "service_unavailable_error", param: nil, code: "shutting_down")
+
+    /// An error that ended a running request: the server's fault (500) unless it shut down.
+    static func generationError(_ error: any Error) -> APIError {
+        switch error {
+        case BatcherError.cancelledByShutdown, BatcherError.shuttingDown: apiError(for: error)
+        default: APIError(status: 500, message: "generation failed: \(error)", type: "server_error", param: nil, code: nil)
+        }
+    }
 
     static func apiError(for error: any Error) -> APIError {
         switch error {

@@ -41,7 +41,24 @@ enum RequestJSON: Decodable, Equatable {
         }
     }
 
+    /// Deepest nesting a request may have: deep enough for any completions request, shallow
+    /// enough that decoding it recursively cannot exhaust a thread's stack.
+    static let maxDepth = 32
+
     static func parseObject(_ bytes: [UInt8]) throws -> [String: RequestJSON] {
+        var (depth, inString, escaped) = (0, false, false)
+        for byte in bytes {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            } else if byte == UInt8(ascii: "\"") {
+                inString = true
+            } else if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") {
+                depth += 1
+                guard depth <= maxDepth else { throw APIError.invalid("the request body nests deeper than \(maxDepth) levels") }
+            } else if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") {
+                depth -= 1
+            }
+        }
         let value: RequestJSON
         do {
             value = try JSONDecoder().decode(RequestJSON.self, from: Data(bytes))
@@ -170,9 +187,10 @@ struct CompletionRequest {
         var config = defaults
         config.maxNewTokens = try integer("max_tokens", in: 1...limits.maxNewTokens) ?? 16
         if let temperature = try number("temperature", in: 0...2, "between 0 and 2") {
-            config.temperature = Float(temperature)
-            // Temperature 0 means greedy decoding, as in OpenAI's API.
-            config.doSample = temperature > 0
+            // Temperature 0 means greedy decoding, as in OpenAI's API; so does one too small to
+            // divide the scores by without overflowing them.
+            config.doSample = temperature >= 1e-5
+            config.temperature = config.doSample ? Float(temperature) : 1
         }
         if let topP = try number("top_p", in: 0...1, "between 0 and 1") {
             guard topP > 0 else { throw APIError.invalid("'top_p' must be greater than 0", param: "top_p") }
@@ -247,6 +265,7 @@ struct CompletionRequest {
         }
         guard stops.count <= 4 else { throw APIError.invalid("at most 4 stop sequences, got \(stops.count)", param: "stop") }
         guard !stops.contains("") else { throw APIError.invalid("a stop sequence must not be empty", param: "stop") }
+        guard stops.allSatisfy({ $0.utf8.count <= 1024 }) else { throw APIError.invalid("a stop sequence must be at most 1024 bytes", param: "stop") }
         return stops
     }
 

@@ -32,8 +32,8 @@ struct ContinuousBatcherTests {
         let results = try await withThrowingTaskGroup(of: (Int, String, BatchedEvent?).self) { group in
             for (index, prompt) in Self.prompts.enumerated() {
                 let ids = try generator.tokenizer!.encode(prompt).ids
-                // Staggered: later sequences join a batch that is already decoding.
-                try await Task.sleep(for: .milliseconds(15 * index))
+                // Four slots for six sequences: the last two wait and join a batch that is
+                // already decoding, each when a slot frees.
                 let events = try batcher.submit(BatchedRequest(promptIDs: ids, config: configs[index]))
                 group.addTask {
                     let (text, finish) = try await Self.collect(events)
@@ -89,15 +89,16 @@ struct ContinuousBatcherTests {
         let ids = try generator.tokenizer!.encode(Self.prompts[0]).ids
         let long = generator.defaults.overriding(maxNewTokens: 100_000, doSample: false)
         var running: AsyncThrowingStream<BatchedEvent, any Error>? = try batcher.submit(BatchedRequest(promptIDs: ids, config: long))
-        while batcher.load.running == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let start = Date()
+        while batcher.load.running == 0 && Date().timeIntervalSince(start) < 30 { try await Task.sleep(for: .milliseconds(5)) }
         let waiting = try batcher.submit(BatchedRequest(promptIDs: ids, config: long))
         #expect(batcher.load.waiting == 1)
         #expect(throws: BatcherError.queueFull(limit: 1)) { try batcher.submit(BatchedRequest(promptIDs: ids, config: long)) }
         // Dropping the running sequence's stream frees its slot; the waiting one takes it.
         running = nil
         _ = running
-        let start = Date()
-        while batcher.load.waiting > 0 && Date().timeIntervalSince(start) < 5 { try await Task.sleep(for: .milliseconds(5)) }
+        let freed = Date()
+        while batcher.load.waiting > 0 && Date().timeIntervalSince(freed) < 30 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(batcher.load == (1, 0))
         await batcher.shutdown(grace: 0)
         await #expect(throws: BatcherError.cancelledByShutdown) { _ = try await Self.collect(waiting) }

@@ -137,6 +137,6 @@ struct ConvertCommandTests {
         let forward = try runMamba2(["forward", "--model", output.path, "--ids", "1,2,3", "--output", temporaryFile("x.npy").path])
         #expect(forward.status == 0, "\(forward.stderr)")
         let bad = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-tied").path, "--output", output.path, "--dtype", "int4"])
-        #expect(bad.status != 0 && bad.stderr.contains("--dtype must be float32, bfloat16 or float16, got int4"))
+        #expect(bad.status != 0 && bad.stderr.contains("--dtype must be float32, bfloat16, float16 or int8, got int4"))
     }
 }

@@ -15,14 +15,17 @@ struct ServeCommandTests {
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
         try process.run()
+        // A server that never reports its port is stopped, which ends the read below.
+        let started = Flag()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60) { if !started.isRaised { process.terminate() } }
         var text = ""
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
+        while true {
             let data = err.fileHandleForReading.availableData
             if data.isEmpty { break }
             text += String(decoding: data, as: UTF8.self)
             if let range = text.range(of: #"http://127\.0\.0\.1:(\d+)"#, options: .regularExpression),
                let port = Int(text[range].split(separator: ":").last!) {
+                started.raise()
                 return (process, port, err)
             }
         }
@@ -45,10 +48,12 @@ struct ServeCommandTests {
     func gracefulShutdownOnSIGTERM() async throws {
         let (process, port, err) = try Self.startServer()
         #expect(try await Self.request("/health", port: port).status == 200)
-        let body = #"{"prompt": "def fibonacci(n):", "max_tokens": 150, "temperature": 0, "stream": true}"#
+        let body = #"{"prompt": "def fibonacci(n):", "max_tokens": 400, "temperature": 0, "stream": true}"#
         let stream = Task { try await Self.request("/v1/completions", port: port, body: body) }
+        let deadline = Date().addingTimeInterval(30)
         while !(try await Self.request("/health", port: port).body.contains("\"running\":1")) {
-            try await Task.sleep(for: .milliseconds(10))
+            guard Date() < deadline else { throw CLIFailure("the request never showed as running") }
+            try await Task.sleep(for: .milliseconds(5))
         }
         kill(process.processIdentifier, SIGTERM)
         let reply = try await stream.value
@@ -62,7 +67,8 @@ struct ServeCommandTests {
     }
 
     @Test("bad options are one-line errors", arguments: [
-        (["--max-batch", "0"], "--max-batch must be ≥ 1"),
+        (["--max-batch", "0"], "--max-batch must be between 1 and 4096"),
+        (["--shutdown-grace", "1e30"], "--shutdown-grace must be between 0 and 86400"),
         (["--port", "70000"], "--port must be between 0 and 65535"),
         (["--model", "/nonexistent"], "/nonexistent/config.json"),
     ])
@@ -71,6 +77,15 @@ struct ServeCommandTests {
         #expect(result.status != 0)
         #expect(result.stderr.hasPrefix("Error: ") && result.stderr.contains(message), "\(result.stderr)")
     }
+}
+
+/// A flag raised on one thread and read on another.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+
+    var isRaised: Bool { lock.withLock { raised } }
+    func raise() { lock.withLock { raised = true } }
 }
 
 struct CLIFailure: Error, CustomStringConvertible {

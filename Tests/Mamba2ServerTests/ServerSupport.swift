@@ -28,7 +28,11 @@ final class RunningServer: Sendable {
         let options = ServerOptions(port: 0, maxBatch: maxBatch, maxQueue: maxQueue, limits: limits, shutdownGrace: shutdownGrace, modelID: "mamba2-pycode")
         let server = try CompletionServer(generator: try sharedGenerator(), hasChatTemplate: false, options: options)
         let (ports, portInput) = AsyncStream<Int>.makeStream()
-        let task = Task { try await server.run { port in portInput.yield(port) } }
+        let task = Task {
+            // A failed start ends the port stream too, so nobody waits for a port forever.
+            defer { portInput.finish() }
+            try await server.run { port in portInput.yield(port) }
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else { throw ClientError("the server did not report its port") }
         return RunningServer(server: server, port: port, task: task)
@@ -62,6 +66,24 @@ private final class GeneratorCache: @unchecked Sendable {
             generator = loaded
             return loaded
         }
+    }
+}
+
+/// A flag one task raises and a client thread reads.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+
+    var isRaised: Bool { lock.withLock { raised } }
+    func raise() { lock.withLock { raised = true } }
+}
+
+/// Polls `condition` until it holds, failing the test (not hanging it) after `seconds`.
+func waitUntil(_ what: String, seconds: Double = 30, _ condition: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else { throw ClientError("gave up after \(seconds) s waiting until \(what)") }
+        try await Task.sleep(for: .milliseconds(5))
     }
 }
 
@@ -118,15 +140,15 @@ enum HTTP {
         try await send("POST", path, port: port, body: body)
     }
 
-    /// Sends a request and closes the connection once `bytes` of the reply have arrived (a
-    /// client that goes away mid-stream); returns what it read.
-    static func postAndHangUp(_ path: String, port: Int, json body: String, after bytes: Int) async throws -> String {
+    /// Sends a request and closes the connection once `bytes` of the reply have arrived, or
+    /// `hangUp` is raised (a client that goes away mid-stream); returns what it read.
+    static func postAndHangUp(_ path: String, port: Int, json body: String, after bytes: Int = .max, when hangUp: Flag? = nil) async throws -> String {
         try await onThread {
             let socket = try connect(port: port)
             defer { close(socket) }
             try write(socket, request("POST", path, body: body))
             var received: [UInt8] = []
-            while received.count < bytes, let chunk = try read(socket) { received += chunk }
+            while received.count < bytes, !(hangUp?.isRaised ?? false), let chunk = try read(socket) { received += chunk }
             return String(decoding: received, as: UTF8.self)
         }
     }

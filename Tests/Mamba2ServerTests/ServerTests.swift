@@ -19,6 +19,9 @@ struct ServerTests {
         let models = try await HTTP.send("GET", "/v1/models", port: running.port)
         let data = try #require(try models.json()["data"] as? [[String: Any]])
         #expect(data.map { $0["id"] as? String } == ["mamba2-pycode"])
+        let model = try await HTTP.send("GET", "/v1/models/mamba2-pycode", port: running.port)
+        #expect(try model.json()["id"] as? String == "mamba2-pycode")
+        #expect(try await HTTP.send("GET", "/v1/models/gpt-4", port: running.port).status == 404)
         let missing = try await HTTP.send("GET", "/v1/nothing", port: running.port)
         #expect(missing.status == 404)
         #expect(try missing.error()["type"] as? String == "invalid_request_error")
@@ -134,6 +137,14 @@ struct ServerTests {
         try await running.stop()
     }
 
+    @Test func aTemperatureTooSmallToDivideByIsGreedy() async throws {
+        let running = try await RunningServer.start()
+        let reply = try await HTTP.post("/v1/completions", port: running.port, json: "{\"prompt\": \"import os\\n\", \"max_tokens\": 12, \"temperature\": 1e-40}")
+        let text = (try reply.json()["choices"] as? [[String: Any]])?.first?["text"] as? String
+        #expect(text == (try soloGreedyText("import os\n", maxTokens: 12).text))
+        try await running.stop()
+    }
+
     @Test func seededSamplingIsReproducible() async throws {
         let running = try await RunningServer.start()
         let body = try jsonString(["prompt": Self.prompts[1], "max_tokens": 24, "temperature": 0.9, "top_p": 0.95, "seed": 7])
@@ -149,14 +160,12 @@ struct ServerTests {
         let running = try await RunningServer.start(maxBatch: 1, maxQueue: 0)
         let body = try jsonString(["prompt": Self.prompts[0], "max_tokens": 4096, "temperature": 0, "stream": true])
         let received = try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: body, after: 600)
-        #expect(received.contains("data: {"))
-        // Without the hang-up this sequence would run for 4096 tokens.
-        let start = Date()
-        while running.server.batcher.load.running > 0 && Date().timeIntervalSince(start) < 10 {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(running.server.batcher.load.running == 0)
-        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(received.contains("data: {") && !received.contains("\"finish_reason\":\""))
+        // Without the hang-up this sequence would run for 4096 tokens (its greedy text has no
+        // EOS that early: the solo run below).
+        try await waitUntil("the slot is free", seconds: 10) { running.server.batcher.load.running == 0 }
+        #expect(running.server.batcher.statistics.steps < 3000)
+        #expect(try soloGreedyText(Self.prompts[0], maxTokens: 200).finish == .length)
         // The only slot is free again.
         let next = try await HTTP.post("/v1/completions", port: running.port, json: try jsonString(["prompt": "x", "max_tokens": 4]))
         #expect(next.status == 200)
@@ -166,17 +175,23 @@ struct ServerTests {
     @Test func aFullQueueAnswers429() async throws {
         let running = try await RunningServer.start(maxBatch: 1, maxQueue: 1)
         let long = try jsonString(["prompt": Self.prompts[0], "max_tokens": 4096, "temperature": 0, "stream": true])
-        // One request decodes, one waits; both hang up after their first bytes arrive or time out.
-        let first = Task { try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: long, after: 300) }
-        while running.server.batcher.load.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        let second = Task { try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: long, after: 1) }
-        while running.server.batcher.load.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        // One request decodes, one waits; both stay connected until the 429 has been seen.
+        let done = Flag()
+        let first = Task { try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: long, when: done) }
+        try await waitUntil("the first request runs") { running.server.batcher.load.running == 1 }
+        let second = Task { try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: long, when: done) }
+        try await waitUntil("the second request waits") { running.server.batcher.load.waiting == 1 }
         let refused = try await HTTP.post("/v1/completions", port: running.port, json: try jsonString(["prompt": "x"]))
+        done.raise()
         #expect(refused.status == 429)
         #expect(try refused.error()["code"] as? String == "queue_full")
         #expect(refused.headers["retry-after"] == "1")
         _ = try await first.value
         _ = try await second.value
+        // More prompts than could ever run or wait together is the request's fault, not a 429.
+        let tooMany = try await HTTP.post("/v1/completions", port: running.port, json: try jsonString(["prompt": ["a", "b", "c"]]))
+        #expect(tooMany.status == 400)
+        #expect((try tooMany.error()["message"] as? String)?.contains("can never be admitted together") == true)
         try await running.stop()
     }
 
@@ -217,6 +232,10 @@ struct ServerTests {
             ("{\"prompt\": \"x\", \"frequency_penalty\": 0.5}", 400, "frequency_penalty", "not supported"),
             ("{\"prompt\": \"x\", \"temprature\": 0.5}", 400, "temprature", "unknown field 'temprature'"),
             ("{\"prompt\": \"x\", \"model\": \"gpt-4\"}", 404, "model", "does not exist"),
+            ("{\"prompt\": \"x\", \"stop\": \"" + String(repeating: "s", count: 1025) + "\"}", 400, "stop", "at most 1024 bytes"),
+            ("{\"prompt\": \"" + String(repeating: "a", count: 16 * 64 + 1) + "\"}", 400, "prompt", "bytes, more than 1024"),
+            (String(repeating: "[", count: 500) + String(repeating: "]", count: 500), 400, nil, "nests deeper than 32 levels"),
+            ("{\"prompt\": \"x\", \"user\": " + String(repeating: "{\"a\": ", count: 40) + "1" + String(repeating: "}", count: 40) + "}", 400, nil, "nests deeper"),
         ]
         for test in cases {
             let reply = try await HTTP.post("/v1/completions", port: running.port, json: test.body)
@@ -245,9 +264,9 @@ struct ServerTests {
         let running = try await RunningServer.start()
         let body = try jsonString(["prompt": Self.prompts[0], "max_tokens": 200, "temperature": 0, "stream": true])
         let stream = Task { try await HTTP.post("/v1/completions", port: running.port, json: body) }
-        while running.server.batcher.load.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil("the request runs") { running.server.batcher.load.running == 1 }
         let shutdown = Task { await running.server.shutdown() }
-        while !(running.server.isShuttingDown) { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitUntil("the shutdown begins") { running.server.isShuttingDown }
         let refused = try await HTTP.post("/v1/completions", port: running.port, json: try jsonString(["prompt": "x"]))
         #expect(refused.status == 503)
         let reply = try await stream.value
@@ -266,7 +285,7 @@ struct ServerTests {
         let running = try await RunningServer.start(shutdownGrace: 0.2)
         let body = try jsonString(["prompt": Self.prompts[0], "max_tokens": 4096, "temperature": 0, "stream": true])
         let stream = Task { try await HTTP.post("/v1/completions", port: running.port, json: body) }
-        while running.server.batcher.load.running == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil("the request runs") { running.server.batcher.load.running == 1 }
         try await running.stop()
         let reply = try await stream.value
         let last = try #require(reply.events.last)

@@ -34,6 +34,9 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
                   const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
+/// Atomically adds 1 to *counter and returns its previous value (work sharing between threads).
+int64_t ck_fetch_increment(int64_t *counter);
+
 /// Sums `count` floats (a memory-bandwidth probe: reads every byte once).
 float ck_sum(const float *x, int64_t count);
 

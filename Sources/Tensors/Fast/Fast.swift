@@ -30,20 +30,30 @@ public enum Fast {
     /// All cores by default.
     public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
 
-    /// Runs `body(range)` over `threads` consecutive slices of `0..<count` in parallel.
+    /// Runs `body(range)` over consecutive slices of `0..<count` on `threads` threads. Each thread
+    /// takes the next of about four slices per thread as it becomes free, so a thread that wakes
+    /// late (the caller starts at once, a worker some microseconds later) costs little: nobody
+    /// waits on half of the work. Every index is in exactly one slice.
     public static func parallelFor(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
         let parts = max(1, min(threads, count))
         guard parts > 1 else {
             if count > 0 { body(0..<count) }
             return
         }
+        let slices = min(count, parts * 4)
+        var next: Int64 = 0
         // The slices touch disjoint memory; concurrentPerform returns only when all are done.
-        withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                let start = count * part / parts
-                let end = count * (part + 1) / parts
-                if start < end { work.value(start..<end) }
+        withUnsafeMutablePointer(to: &next) { counter in
+            withoutActuallyEscaping(body) { body in
+                let work = UncheckedSendable(body)
+                let shared = UncheckedSendable(counter)
+                DispatchQueue.concurrentPerform(iterations: parts) { _ in
+                    while true {
+                        let slice = Int(ck_fetch_increment(shared.value))
+                        guard slice < slices else { return }
+                        work.value((count * slice / slices)..<(count * (slice + 1) / slices))
+                    }
+                }
             }
         }
     }
