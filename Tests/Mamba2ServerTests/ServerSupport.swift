@@ -146,9 +146,22 @@ enum HTTP {
         try await onThread {
             let socket = try connect(port: port)
             defer { close(socket) }
+            // Short receive timeouts, so the flag is seen even while the server sends nothing.
+            var timeout = timeval(tv_sec: 0, tv_usec: 20_000)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             try write(socket, request("POST", path, body: body))
             var received: [UInt8] = []
-            while received.count < bytes, !(hangUp?.isRaised ?? false), let chunk = try read(socket) { received += chunk }
+            let deadline = Date().addingTimeInterval(120)
+            while received.count < bytes, !(hangUp?.isRaised ?? false), Date() < deadline {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+                if count == 0 { break }
+                if count < 0 {
+                    guard errno == EAGAIN || errno == EWOULDBLOCK else { throw ClientError("recv failed") }
+                    continue
+                }
+                received += buffer[..<count]
+            }
             return String(decoding: received, as: UTF8.self)
         }
     }

@@ -172,6 +172,19 @@ struct ServerTests {
         try await running.stop()
     }
 
+    @Test func clientThatHangsUpBeforeAPlainAnswerFreesItsSlot() async throws {
+        let running = try await RunningServer.start(maxBatch: 1, maxQueue: 0)
+        let body = try jsonString(["prompt": Self.prompts[0], "max_tokens": 4096, "temperature": 0])
+        let hangUp = Flag()
+        let client = Task { try await HTTP.postAndHangUp("/v1/completions", port: running.port, json: body, when: hangUp) }
+        try await waitUntil("the request runs") { running.server.batcher.load.running == 1 }
+        hangUp.raise()
+        #expect(try await client.value.isEmpty)
+        try await waitUntil("the slot is free", seconds: 10) { running.server.batcher.load.running == 0 }
+        #expect(running.server.batcher.statistics.steps < 3000)
+        try await running.stop()
+    }
+
     @Test func aFullQueueAnswers429() async throws {
         let running = try await RunningServer.start(maxBatch: 1, maxQueue: 1)
         let long = try jsonString(["prompt": Self.prompts[0], "max_tokens": 4096, "temperature": 0, "stream": true])
