@@ -69,7 +69,8 @@ struct Bench: ParsableCommand {
             let ids = prompt.map { Array($0.prefix(promptLength)) }
             var state = Mamba2State(config: config, batchSize: batch)
             let start = DispatchTime.now()
-            var output = try lm(.tokenIDs(ids), updating: &state, path: forwardPath)
+            // As in generation: the prompt's logits are needed for its last position only.
+            var output = try lm(.tokenIDs(ids), updating: &state, logitsToKeep: 1, path: forwardPath)
             let prefill = Self.seconds(since: start)
             let decodeStart = DispatchTime.now()
             for _ in 0..<tokens {
