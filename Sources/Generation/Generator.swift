@@ -66,8 +66,7 @@ public struct Generator: Sendable {
     /// Loads a model folder with its tokenizer (when it has one) and generation config.
     public init(directory: URL) throws {
         let model = try Mamba2ForCausalLM(directory: directory)
-        let tokenizerFile = directory.appendingPathComponent("tokenizer.json")
-        let tokenizer = FileManager.default.fileExists(atPath: tokenizerFile.path) ? try Tokenizer(url: directory) : nil
+        let tokenizer = Tokenizer.file(in: directory) != nil ? try Tokenizer(url: directory) : nil
         self.init(model: model, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory))
     }
 

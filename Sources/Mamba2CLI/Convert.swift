@@ -31,7 +31,7 @@ struct Convert: ParsableCommand {
         if let shardBytes, shardBytes <= 0 { throw CLIError("--shard-bytes must be positive") }
         let destination = URL(fileURLWithPath: output)
         try weights.writeHuggingFaceFolder(config: config, dtype: target, to: destination, shardBytes: shardBytes)
-        for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+        for name in ["tokenizer.json", "tokenizer.model.v3", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
             let file = source.appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: file.path) else { continue }
             try? FileManager.default.removeItem(at: destination.appendingPathComponent(name))

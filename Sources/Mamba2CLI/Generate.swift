@@ -70,8 +70,7 @@ struct Generate: ParsableCommand {
     private func generate() throws {
         let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
         let mamba = try Mamba2ForCausalLM(directory: directory, progress: loadingProgress(directory.lastPathComponent))
-        let hasTokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
-        let tokenizer = hasTokenizer ? try Tokenizer(url: directory) : nil
+        let tokenizer = Tokenizer.file(in: directory) != nil ? try Tokenizer(url: directory) : nil
         let generator = Generator(model: mamba, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory) ?? .pipelineDefaults)
 
         let sampling = temperature != nil || topK != nil || topP != nil || minP != nil
@@ -84,7 +83,7 @@ struct Generate: ParsableCommand {
         if !promptIDs.isEmpty {
             prompts = try promptIDs.map { try parseIntegerList($0, option: "--prompt-ids") }
         } else if !prompt.isEmpty {
-            guard let tokenizer else { throw CLIError("\(directory.path) has no tokenizer.json: use --prompt-ids") }
+            guard let tokenizer else { throw CLIError("\(directory.path) has no tokenizer.json or SentencePiece tokenizer.model: use --prompt-ids") }
             // A continuation of a saved state gets no BOS in the middle of the text.
             prompts = try prompt.map { try tokenizer.encode($0, addSpecialTokens: loadState == nil).ids }
         } else {

@@ -7,7 +7,7 @@ import Tokenizers
 /// checks drive).
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Encode text or decode ids with a Hugging Face tokenizer.json.",
+        abstract: "Encode text or decode ids with a Hugging Face tokenizer.json or a SentencePiece BPE model.",
         discussion: """
             --text TEXT              prints {"ids": [...], "tokens": [...]}
             --jsonl IN.jsonl         reads {"text": ..., "add_special_tokens": bool} lines and prints
@@ -15,7 +15,7 @@ struct Tokenize: ParsableCommand {
             --decode 1,2,3           prints {"text": ...}
             """)
 
-    @Option(help: "A tokenizer folder or tokenizer.json file.")
+    @Option(help: "A tokenizer folder, tokenizer.json, or SentencePiece tokenizer.model(.v3) file.")
     var tokenizer: String
 
     @Option(help: "Text to encode.")

@@ -48,7 +48,7 @@ public final class CompletionServer: Sendable {
 
     public init(generator: Generator, hasChatTemplate: Bool, options: ServerOptions) throws {
         guard let tokenizer = generator.tokenizer else {
-            throw GenerationError.invalidInput("serving needs a tokenizer.json in the model folder")
+            throw GenerationError.invalidInput("serving needs a tokenizer (tokenizer.json or a SentencePiece tokenizer.model) in the model folder")
         }
         guard (0...65535).contains(options.port) else {
             throw GenerationError.invalidSetting(name: "port", reason: "must be between 0 and 65535, got \(options.port)")

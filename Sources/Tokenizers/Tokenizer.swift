@@ -52,17 +52,28 @@ public final class Tokenizer: Sendable {
     private let specialIDs: Set<Int>
     public let vocabularySize: Int
 
-    /// Loads a tokenizer folder (`tokenizer.json` and the optional config files) or a
-    /// `tokenizer.json` file.
+    /// Loads a tokenizer folder (`tokenizer.json`, or else a SentencePiece `tokenizer.model.v3` or
+    /// `tokenizer.model`, and the optional config files) or one of those files.
     public convenience init(url: URL) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw TokenizerError.cannotRead(file: url.path, reason: "no such file or folder")
         }
         let directory = isDirectory.boolValue ? url : url.deletingLastPathComponent()
-        let file = isDirectory.boolValue ? url.appendingPathComponent("tokenizer.json") : url
+        let file = isDirectory.boolValue ? (Self.file(in: directory) ?? url.appendingPathComponent("tokenizer.json")) : url
         let config = try TokenizerConfig(directory: directory)
-        try self.init(bytes: try Self.read(file), file: file.path, config: config)
+        if file.lastPathComponent.hasSuffix(".model") || file.lastPathComponent.hasSuffix(".model.v3") {
+            try self.init(sentencePieceModel: file, config: config)
+        } else {
+            try self.init(bytes: try Self.read(file), file: file.path, config: config)
+        }
+    }
+
+    /// The tokenizer file of a model folder: `tokenizer.json`, else a SentencePiece model.
+    public static func file(in directory: URL) -> URL? {
+        ["tokenizer.json", "tokenizer.model.v3", "tokenizer.model"].lazy
+            .map { directory.appendingPathComponent($0) }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
     }
 
     /// Parses tokenizer.json bytes; `file` names the source in errors.

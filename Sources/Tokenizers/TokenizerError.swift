@@ -2,6 +2,8 @@
 public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case cannotRead(file: String, reason: String)
     case malformedJSON(file: String, offset: Int, reason: String)
+    /// A SentencePiece model file that is not a valid protobuf message.
+    case malformedModel(file: String, offset: Int, reason: String)
     /// A field that is missing, of the wrong type, or of an unusable value.
     case invalidField(file: String, path: String, reason: String)
     /// A `"type"` this package does not implement.
@@ -17,6 +19,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
             "\(file): cannot read: \(reason)"
         case let .malformedJSON(file, offset, reason):
             "\(file): malformed JSON at byte \(offset): \(reason)"
+        case let .malformedModel(file, offset, reason):
+            "\(file): malformed SentencePiece model at byte \(offset): \(reason)"
         case let .invalidField(file, path, reason):
             "\(file): \(path): \(reason)"
         case let .unknownType(file, path, type):
