@@ -44,8 +44,8 @@ public enum BatcherError: Error, Equatable, CustomStringConvertible {
 
 /// Continuous batching: sequences that run at the same time decode together, one batched model
 /// step per token for all of them (the weights are read once per step, not once per sequence).
-/// A new sequence is prefilled alone and joins between steps; a finished or cancelled one leaves
-/// at once, so nobody waits for anybody else. Each sequence keeps its own rows of the recurrent
+/// A new sequence's prompt is read alone, a chunk per step, and the sequence joins between
+/// steps; a finished or cancelled one leaves at once, so nobody waits for anybody else. Each sequence keeps its own rows of the recurrent
 /// state, its own sampler and stop strings, so its tokens are those it would get decoding alone.
 ///
 /// The model runs on one dedicated thread (the kernels fan out to all cores from there); callers
@@ -74,12 +74,18 @@ public final class ContinuousBatcher: @unchecked Sendable {
     private var steps = 0
     private var largestBatch = 0
 
-    public init(generator: Generator, maxBatch: Int, maxQueue: Int) throws {
+    /// Prompt tokens read per pass of the model thread: a long prompt is read a chunk at a time
+    /// between decode steps, so the running sequences wait for one chunk, not the whole prompt.
+    public let prefillChunk: Int
+
+    public init(generator: Generator, maxBatch: Int, maxQueue: Int, prefillChunk: Int = 256) throws {
         guard maxBatch >= 1 else { throw GenerationError.invalidSetting(name: "max_batch", reason: "must be ≥ 1, got \(maxBatch)") }
         guard maxQueue >= 0 else { throw GenerationError.invalidSetting(name: "max_queue", reason: "must be ≥ 0, got \(maxQueue)") }
+        guard prefillChunk >= 1 else { throw GenerationError.invalidSetting(name: "prefill_chunk", reason: "must be ≥ 1, got \(prefillChunk)") }
         self.generator = generator
         self.maxBatch = maxBatch
         self.maxQueue = maxQueue
+        self.prefillChunk = prefillChunk
         let thread = Thread { [self] in loop() }
         thread.name = "mamba2-batcher"
         thread.stackSize = 8 << 20
@@ -185,13 +191,22 @@ public final class ContinuousBatcher: @unchecked Sendable {
         var decoder: StreamingDecoder?
     }
 
+    /// A sequence whose prompt is being read into its own state, a chunk per pass.
+    private struct Prefilling {
+        let waiting: Waiting
+        /// `layers × ([1, k − 1, conv_dim], [1, h, p, n])`.
+        var state: Mamba2State
+        var consumed = 0
+    }
+
     private func loop() {
         var batch: [Sequence] = []
+        var prefilling: [Prefilling] = []
         // `layers × ([b, k − 1, conv_dim], [b, h, p, n])`: row i belongs to `batch[i]`.
         var state = Mamba2State(config: generator.model.config, batchSize: 0)
         while true {
             condition.lock()
-            while queue.isEmpty && batch.isEmpty && shutdownDeadline == nil { condition.wait() }
+            while queue.isEmpty && batch.isEmpty && prefilling.isEmpty && shutdownDeadline == nil { condition.wait() }
             let pastDeadline = shutdownDeadline.map { .now() >= $0 } ?? false
             var admitted: [Waiting] = []
             if pastDeadline {
@@ -199,13 +214,13 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 for waiting in queue { waiting.continuation.finish(throwing: BatcherError.cancelledByShutdown) }
                 queue.removeAll()
             } else {
-                admitted = Array(queue.prefix(maxBatch - batch.count))
+                admitted = Array(queue.prefix(max(0, maxBatch - batch.count - prefilling.count)))
                 queue.removeFirst(admitted.count)
                 running.formUnion(admitted.map(\.id))
             }
             let cancelledNow = cancelled
             cancelled.removeAll()
-            if batch.isEmpty && admitted.isEmpty && queue.isEmpty && shutdownDeadline != nil {
+            if batch.isEmpty && prefilling.isEmpty && admitted.isEmpty && queue.isEmpty && shutdownDeadline != nil {
                 stopped = true
                 let waiters = finishedWaiters
                 finishedWaiters.removeAll()
@@ -221,9 +236,16 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 leaving.append(row)
             }
             remove(rows: leaving, from: &batch, state: &state)
+            prefilling.removeAll { entry in
+                guard cancelledNow.contains(entry.waiting.id) || pastDeadline else { return false }
+                entry.waiting.continuation.finish(throwing: pastDeadline ? BatcherError.cancelledByShutdown : nil)
+                markDone([entry.waiting.id])
+                return true
+            }
 
-            for waiting in admitted {
-                admit(waiting, into: &batch, state: &state)
+            prefilling += admitted.map { Prefilling(waiting: $0, state: Mamba2State(config: generator.model.config, batchSize: 1)) }
+            if !prefilling.isEmpty {
+                readPrompt(of: &prefilling, into: &batch, state: &state)
             }
 
             guard !batch.isEmpty else { continue }
@@ -251,19 +273,26 @@ public final class ContinuousBatcher: @unchecked Sendable {
         }
     }
 
-    /// Prefills one new sequence alone, takes its first token and, unless that ends it, adds its
-    /// state rows to the batch.
-    private func admit(_ waiting: Waiting, into batch: inout [Sequence], state: inout Mamba2State) {
-        let request = waiting.request
-        let config = request.config
-        let prefill: GenerationSession
+    /// Reads the next chunk of the first prompt in line; when the prompt is done, takes the
+    /// sequence's first token and, unless that ends it, adds its state rows to the batch.
+    private func readPrompt(of prefilling: inout [Prefilling], into batch: inout [Sequence], state: inout Mamba2State) {
+        let request = prefilling[0].waiting.request
+        let start = prefilling[0].consumed
+        let end = min(request.promptIDs.count, start + prefillChunk)
+        let output: Mamba2CausalLMOutput
         do {
-            prefill = try generator.prefill([request.promptIDs])
+            output = try generator.model(.tokenIDs([Array(request.promptIDs[start..<end])]), updating: &prefilling[0].state, logitsToKeep: 1)
         } catch {
-            waiting.continuation.finish(throwing: error)
-            markDone([waiting.id])
+            prefilling[0].waiting.continuation.finish(throwing: error)
+            markDone([prefilling[0].waiting.id])
+            prefilling.removeFirst()
             return
         }
+        prefilling[0].consumed = end
+        guard end == request.promptIDs.count else { return }
+        let done = prefilling.removeFirst()
+        let waiting = done.waiting
+        let config = request.config
         let eos = Set(config.eosTokenIDs ?? generator.defaults.eosTokenIDs ?? [])
         var sequence = Sequence(
             id: waiting.id, continuation: waiting.continuation, config: config, promptTokens: request.promptIDs.count, eos: eos,
@@ -271,9 +300,10 @@ public final class ContinuousBatcher: @unchecked Sendable {
             seen: Set(request.promptIDs),
             text: generator.tokenizer.map { _ in StopStringText(stops: config.stopStrings) },
             decoder: generator.tokenizer?.streamingDecoder(skipSpecialTokens: true, skipUnknownIDs: true))
-        guard step(&sequence, scores: prefill.nextLogits.scalars) else { return }
+        // `[1, 1, v]`: the scores after the prompt's last token.
+        guard step(&sequence, scores: output.logits.scalars) else { return }
         batch.append(sequence)
-        state.append(prefill.state)
+        state.append(done.state)
     }
 
     /// Picks a sequence's next token from its scores and reports it; false when the sequence has

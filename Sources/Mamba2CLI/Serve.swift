@@ -33,12 +33,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds running requests get to finish on SIGINT/SIGTERM.")
     var shutdownGrace: Double = 30
 
+    @Option(help: "Prompt tokens read between two decode steps (a long prompt delays running requests by one chunk).")
+    var prefillChunk = 256
+
     func validate() throws {
         guard (1...4096).contains(maxBatch) else { throw CLIError("--max-batch must be between 1 and 4096, got \(maxBatch)") }
         guard (0...1_000_000).contains(maxQueue) else { throw CLIError("--max-queue must be between 0 and 1000000, got \(maxQueue)") }
         guard (1...1_000_000).contains(maxPromptTokens) else { throw CLIError("--max-prompt-tokens must be between 1 and 1000000, got \(maxPromptTokens)") }
         guard (1...1_000_000).contains(maxTokens) else { throw CLIError("--max-tokens must be between 1 and 1000000, got \(maxTokens)") }
         guard (0...86_400).contains(shutdownGrace) else { throw CLIError("--shutdown-grace must be between 0 and 86400 seconds, got \(shutdownGrace)") }
+        guard (1...1_000_000).contains(prefillChunk) else { throw CLIError("--prefill-chunk must be between 1 and 1000000, got \(prefillChunk)") }
         guard (0...65535).contains(port) else { throw CLIError("--port must be between 0 and 65535, got \(port)") }
     }
 
@@ -47,7 +51,7 @@ struct Serve: AsyncParsableCommand {
         let options = ServerOptions(
             host: host, port: port, maxBatch: maxBatch, maxQueue: maxQueue,
             limits: RequestLimits(maxPromptTokens: maxPromptTokens, maxNewTokens: maxTokens),
-            shutdownGrace: shutdownGrace, modelID: directory.standardizedFileURL.lastPathComponent)
+            shutdownGrace: shutdownGrace, prefillChunk: prefillChunk, modelID: directory.standardizedFileURL.lastPathComponent)
         let server = try CompletionServer(directory: directory, options: options)
         // SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once.
         let signals = [SIGINT, SIGTERM].map { number in

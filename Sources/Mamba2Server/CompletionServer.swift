@@ -17,12 +17,14 @@ public struct ServerOptions: Sendable {
     public var limits: RequestLimits
     /// Seconds that running requests get to finish after a shutdown begins.
     public var shutdownGrace: Double
+    /// Prompt tokens read between two decode steps (see `ContinuousBatcher.prefillChunk`).
+    public var prefillChunk: Int
     /// The name `GET /v1/models` lists and requests may give as `model`.
     public var modelID: String
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBatch: Int = 8, maxQueue: Int = 64, limits: RequestLimits = RequestLimits(),
-        shutdownGrace: Double = 30, modelID: String
+        shutdownGrace: Double = 30, prefillChunk: Int = 256, modelID: String
     ) {
         self.host = host
         self.port = port
@@ -30,6 +32,7 @@ public struct ServerOptions: Sendable {
         self.maxQueue = maxQueue
         self.limits = limits
         self.shutdownGrace = shutdownGrace
+        self.prefillChunk = prefillChunk
         self.modelID = modelID
     }
 }
@@ -59,7 +62,7 @@ public final class CompletionServer: Sendable {
         self.options = options
         self.tokenizer = tokenizer
         self.hasChatTemplate = hasChatTemplate
-        batcher = try ContinuousBatcher(generator: generator, maxBatch: options.maxBatch, maxQueue: options.maxQueue)
+        batcher = try ContinuousBatcher(generator: generator, maxBatch: options.maxBatch, maxQueue: options.maxQueue, prefillChunk: options.prefillChunk)
     }
 
     /// Serves a model folder (config, weights, tokenizer.json, optional generation and tokenizer

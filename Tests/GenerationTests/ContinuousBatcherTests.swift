@@ -123,3 +123,31 @@ struct ContinuousBatcherTests {
         await batcher.shutdown(grace: 0)
     }
 }
+
+@Suite("continuous batching of long prompts")
+struct ChunkedPrefillTests {
+    @Test("a prompt read in chunks between decode steps continues as the same chunks fed to a session")
+    func chunkedPrompt() async throws {
+        let generator = try Generator(directory: DefaultModel.directory)
+        let batcher = try ContinuousBatcher(generator: generator, maxBatch: 2, maxQueue: 2, prefillChunk: 48)
+        let text = String(repeating: "def add(a, b):\n    return a + b\n\n", count: 12)
+        let ids = try generator.tokenizer!.encode(text).ids
+        #expect(ids.count > 3 * 48)
+        let config = generator.defaults.overriding(maxNewTokens: 24, doSample: false)
+        // A short request decodes while the long prompt is read.
+        let short = try batcher.submit(BatchedRequest(promptIDs: try generator.tokenizer!.encode("import os").ids, config: config.overriding(maxNewTokens: 60)))
+        let long = try batcher.submit(BatchedRequest(promptIDs: ids, config: config))
+        let (text1, finish1) = try await ContinuousBatcherTests.collect(long)
+        _ = try await ContinuousBatcherTests.collect(short)
+
+        var session = try generator.prefill([Array(ids.prefix(48))])
+        for start in stride(from: 48, to: ids.count, by: 48) {
+            session = try generator.extend(session, with: [Array(ids[start..<min(ids.count, start + 48)])])
+        }
+        let solo = try generator.generate(from: session, config: config)
+        #expect(text1 == (try generator.tokenizer!.decode(solo.tokens[0], skipSpecialTokens: true)))
+        #expect(finish1 == .finished(solo.finishReasons[0], promptTokens: ids.count, completionTokens: solo.tokens[0].count))
+        #expect(throws: GenerationError.self) { try ContinuousBatcher(generator: generator, maxBatch: 1, maxQueue: 1, prefillChunk: 0) }
+        await batcher.shutdown(grace: 1)
+    }
+}
