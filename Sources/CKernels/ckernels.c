@@ -3,6 +3,7 @@
 // compiler flags are needed: the AVX-512 functions carry target attributes.
 #include "ckernels.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -438,8 +439,11 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 enum { CK_Q8_BLOCK = 32, CK_Q8_PANEL = 8 };
 
-// One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored),
-// q = round-to-nearest-even(x / scale) clamped to ±127, NaN to 127: Swift's max/min semantics.
+// One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored;
+// below the smallest normal float it counts as 0), q = round-half-even(x · (1 / scale)) clamped
+// to ±127, NaN to 127: the operations of Swift's WeightView.quantizeBlock, one by one. rintf
+// (not a fused multiply-add, which some targets would form from x · inverse + c) rounds the
+// rounded product, as Swift does.
 CK_INLINE float q8_quantize_block(const float *x, int8_t *q) {
     float largest = 0.0f;
     for (int i = 0; i < CK_Q8_BLOCK; i++) {
@@ -447,11 +451,10 @@ CK_INLINE float q8_quantize_block(const float *x, int8_t *q) {
         if (magnitude > largest) largest = magnitude;
     }
     const float scale = largest / 127.0f;
-    const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-    // Adding and subtracting 1.5 · 2²³ rounds to nearest even (|x · inverse| ≤ 127 here).
-    const float magic = 12582912.0f;
+    const float inverse = scale >= FLT_MIN ? 1.0f / scale : 0.0f;
     for (int i = 0; i < CK_Q8_BLOCK; i++) {
-        float v = (x[i] * inverse + magic) - magic;
+        const float product = x[i] * inverse;
+        float v = rintf(product);
         v = v > 127.0f ? 127.0f : v;
         v = v < -127.0f ? -127.0f : v;
         q[i] = v == v ? (int8_t)v : 127;
@@ -470,7 +473,7 @@ static CK_AVX2 float q8_quantize_block_avx2(const float *x, int8_t *q) {
     half = _mm_max_ps(half, _mm_movehl_ps(half, half));
     half = _mm_max_ss(half, _mm_shuffle_ps(half, half, 1));
     const float scale = _mm_cvtss_f32(half) / 127.0f;
-    const __m256 inverse = _mm256_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+    const __m256 inverse = _mm256_set1_ps(scale >= FLT_MIN ? 1.0f / scale : 0.0f);
     __m256i lanes[4];
     for (int i = 0; i < 4; i++) {
         __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -483,6 +486,20 @@ static CK_AVX2 float q8_quantize_block_avx2(const float *x, int8_t *q) {
     return scale;
 }
 #endif
+
+void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded) {
+    int8_t block[CK_Q8_BLOCK];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++) {
+            const float *source = x + r * k + b * CK_Q8_BLOCK;
+#ifdef CK_X86
+            const float scale = ck_isa() >= 1 ? q8_quantize_block_avx2(source, block) : q8_quantize_block(source, block);
+#else
+            const float scale = q8_quantize_block(source, block);
+#endif
+            for (int i = 0; i < CK_Q8_BLOCK; i++) rounded[r * k + b * CK_Q8_BLOCK + i] = (float)block[i] * scale;
+        }
+}
 
 // Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
 static void q8_widen_rows_generic(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
@@ -531,11 +548,11 @@ static float q8_dot_generic(const int8_t *w, const float *ws, const int8_t *x, c
 }
 
 #ifdef CK_X86
-// 8 lanes of a block's 32 products: |x| (unsigned) times w with x's sign, in pairs to 16 bits (at
-// most 2 · 127 · 127, no saturation), then to 32 bits.
-CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *w, __m256i xq, __m256i xa) {
+// 8 lanes of a block's 32 products: |w| (unsigned, up to 128: a stored −128 included) times x
+// with w's sign, in pairs to 16 bits (at most 2 · 128 · 127, no saturation), then to 32 bits.
+CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *w, __m256i xq) {
     const __m256i wq = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wq, xq));
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
@@ -557,9 +574,8 @@ static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, i
                 if ((b & 1) == 0 && j + 8 <= j1)
                     for (int u = 4; u < 8; u++) _mm_prefetch((const char *)(w0 + u * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-                const __m256i xa = _mm256_sign_epi8(x, x);
                 for (int u = 0; u < 4; u++)
-                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(w0 + u * k + b * CK_Q8_BLOCK, x, xa), _mm256_set1_ps(s0[u * blocks + b] * sr[b]), acc[u]);
+                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(w0 + u * k + b * CK_Q8_BLOCK, x), _mm256_set1_ps(s0[u * blocks + b] * sr[b]), acc[u]);
             }
             for (int u = 0; u < 4; u++) y[r * ldy + j + u] = hsum256(acc[u]) + (bias ? bias[j + u] : 0.0f);
         }
@@ -567,7 +583,7 @@ static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, i
             __m256 acc = _mm256_setzero_ps();
             for (int64_t b = 0; b < blocks; b++) {
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, x, _mm256_sign_epi8(x, x)), _mm256_set1_ps(scales[j * blocks + b] * sr[b]), acc);
+                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, x), _mm256_set1_ps(scales[j * blocks + b] * sr[b]), acc);
             }
             y[r * ldy + j] = hsum256(acc) + (bias ? bias[j] : 0.0f);
         }
@@ -575,60 +591,65 @@ static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, i
 }
 #endif
 
-void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                  const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+void ck_gemv_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
     const int64_t blocks = k / CK_Q8_BLOCK;
-    if (m < 4) {
-        // Decoding: the activations quantized on the stack for every real width, then integer dots.
-        int8_t xq[4 * 8192];
-        float xs[4 * 8192 / CK_Q8_BLOCK];
-        if (m * k <= 4 * 8192) {
-#ifdef CK_X86
-            if (ck_isa() >= 1) {
-                for (int64_t r = 0; r < m; r++)
-                    for (int64_t b = 0; b < blocks; b++)
-                        xs[r * blocks + b] = q8_quantize_block_avx2(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
-                gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
-                return;
-            }
-#endif
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t b = 0; b < blocks; b++) xs[r * blocks + b] = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t j = j0; j < j1; j++)
-                    y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
-            return;
-        }
-    }
-    // Prefill (and widths beyond the stack buffer): the same products in fp32, from activations
-    // rounded to their int8 values and weights widened eight rows at a time.
-    float *rounded = (float *)malloc((size_t)(m * k + CK_Q8_PANEL * k) * sizeof(float));
-    int8_t block[CK_Q8_BLOCK];
-    if (!rounded) {
-        // No memory for the buffers: the same sums, quantizing each activation block as it goes.
-        for (int64_t r = 0; r < m; r++)
+    // The activations quantized on the stack, block by block for widths beyond it.
+    enum { STACK = 4 * 8192 };
+    int8_t xq[STACK];
+    float xs[STACK / CK_Q8_BLOCK];
+    const int64_t rows = m * k <= STACK ? m : 1;
+    for (int64_t r0 = 0; r0 < m; r0 += rows) {
+        const int64_t count = m - r0 < rows ? m - r0 : rows;
+        if (count * k > STACK) {
+            // One row wider than the stack buffer: the same sums, a block at a time.
             for (int64_t j = j0; j < j1; j++) {
                 float sum = 0.0f;
                 for (int64_t b = 0; b < blocks; b++) {
-                    const float scale = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, block);
-                    sum += q8_dot_generic(q + j * k + b * CK_Q8_BLOCK, scales + j * blocks + b, block, &scale, 1);
+                    const float scale = q8_quantize_block(x + r0 * k + b * CK_Q8_BLOCK, xq);
+                    sum += q8_dot_generic(q + j * k + b * CK_Q8_BLOCK, scales + j * blocks + b, xq, &scale, 1);
                 }
-                y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
+                y[r0 * ldy + j] = sum + (bias ? bias[j] : 0.0f);
             }
-        return;
-    }
-    float *panel = rounded + m * k;
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t b = 0; b < blocks; b++) {
-            const float scale = q8_quantize_block(x + r * k + b * CK_Q8_BLOCK, block);
-            for (int i = 0; i < CK_Q8_BLOCK; i++) rounded[r * k + b * CK_Q8_BLOCK + i] = (float)block[i] * scale;
+            continue;
         }
+#ifdef CK_X86
+        if (ck_isa() >= 1) {
+            for (int64_t r = 0; r < count; r++)
+                for (int64_t b = 0; b < blocks; b++)
+                    xs[r * blocks + b] = q8_quantize_block_avx2(x + (r0 + r) * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+            gemv_q8_avx2(xq, xs, count, k, q, scales, bias, y + r0 * ldy, ldy, j0, j1);
+            continue;
+        }
+#endif
+        for (int64_t r = 0; r < count; r++)
+            for (int64_t b = 0; b < blocks; b++)
+                xs[r * blocks + b] = q8_quantize_block(x + (r0 + r) * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+        for (int64_t r = 0; r < count; r++)
+            for (int64_t j = j0; j < j1; j++)
+                y[(r0 + r) * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
+    }
+}
+
+void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    float *panel = (float *)malloc((size_t)(CK_Q8_PANEL * k) * sizeof(float));
     for (int64_t j = j0; j < j1; j += CK_Q8_PANEL) {
         const int64_t rows = j1 - j < CK_Q8_PANEL ? j1 - j : CK_Q8_PANEL;
+        if (!panel) {
+            // No memory for the panel: the same products, one weight at a time.
+            for (int64_t r = 0; r < m; r++)
+                for (int64_t t = j; t < j + rows; t++) {
+                    float sum = 0.0f;
+                    for (int64_t c = 0; c < k; c++) sum += rounded[r * k + c] * ((float)q[t * k + c] * scales[(t * k + c) / CK_Q8_BLOCK]);
+                    y[r * ldy + t] = sum + (bias ? bias[t] : 0.0f);
+                }
+            continue;
+        }
         q8_widen_rows(q, scales, k, j, rows, panel);
         gemm_nt(rounded, k, m, k, panel, k, CK_F32, bias ? bias + j : NULL, y + j, ldy, 0, rows);
     }
-    free(rounded);
+    free(panel);
 }
 
 // MARK: - exp, SiLU

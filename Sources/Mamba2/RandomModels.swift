@@ -67,6 +67,9 @@ extension Mamba2Weights {
         config: Mamba2Config, dtype: DType, to directory: URL, shardBytes: Int, seed: UInt64 = 0,
         progress: @escaping (Int, Int) -> Void = { _, _ in }
     ) throws {
+        guard dtype != .int8 else {
+            throw Mamba2Error.invalidInput("random checkpoints are written in float32, bfloat16 or float16; quantize one with writeHuggingFaceFolder(dtype: .int8)")
+        }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Data(config.huggingFaceJSON(dtype: dtype).utf8).write(to: directory.appendingPathComponent("config.json"))
         let plan = randomPlan(config: config, dtype: dtype, seed: seed)

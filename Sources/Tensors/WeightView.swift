@@ -167,14 +167,15 @@ public struct WeightView: @unchecked Sendable {
 }
 
 extension WeightView {
-    /// One block quantized: scale = max |v| / 127, q = round-to-nearest-even(v / scale) within
-    /// ±127; `store(offset, q)` receives each value. The C kernels quantize activations with the
-    /// same operations, so both sides round alike.
+    /// One block quantized: scale = max |v| / 127 (a scale below the smallest normal float
+    /// counts as 0, so its inverse stays finite), q = round-to-nearest-even(v · (1 / scale))
+    /// within ±127; `store(offset, q)` receives each value. The C kernels quantize activations
+    /// with the same operations, so both sides round alike.
     static func quantizeBlock<Values: Collection<Float>>(_ values: Values, store: (Int, Int8) -> Void) -> Float {
         var largest: Float = 0
         for value in values { largest = max(largest, abs(value)) }
         let scale = largest / 127
-        let inverse = scale > 0 ? 1 / scale : 0
+        let inverse = scale >= .leastNormalMagnitude ? 1 / scale : 0
         for (offset, value) in values.enumerated() {
             store(offset, Int8(max(-127, min(127, (value * inverse).rounded(.toNearestOrEven)))))
         }

@@ -26,6 +26,8 @@ public struct SentencePieceModel: Sendable {
     public var unknownID = 0
     public var bosID = 1
     public var eosID = 2
+    /// `trainer_spec.unk_piece`, the unknown token transformers names.
+    public var unknownPiece = "<unk>"
 
     /// Reads a model file; errors name it and the byte offset.
     public init(url: URL) throws {
@@ -39,10 +41,16 @@ public struct SentencePieceModel: Sendable {
             switch (field, value) {
             case let (1, .bytes(message)): pieces.append(try Self.piece(message, file: file, index: pieces.count))
             case let (2, .bytes(message)): try readTrainerSpec(message, file: file)
+            case (1, _), (2, _): throw TokenizerError.invalidField(file: file, path: field == 1 ? "pieces" : "trainer_spec", reason: "not a message")
             default: continue
             }
         }
         guard !pieces.isEmpty else { throw TokenizerError.invalidField(file: file, path: "pieces", reason: "the model has no pieces") }
+        // Compared as bytes: Swift's String equality would merge canonically equivalent pieces.
+        var seen = Set<[UInt8]>()
+        for (index, piece) in pieces.enumerated() where !seen.insert(Array(piece.piece.utf8)).inserted {
+            throw TokenizerError.invalidField(file: file, path: "pieces[\(index)].piece", reason: "\(piece.piece.debugDescription) appears twice")
+        }
         guard modelType == 2 else {
             let name = [1: "unigram", 3: "word", 4: "char"][modelType] ?? "type \(modelType)"
             throw TokenizerError.unknownType(file: file, path: "trainer_spec.model_type", type: "\(name) (only BPE SentencePiece models are supported)")
@@ -59,6 +67,10 @@ public struct SentencePieceModel: Sendable {
         while let (field, value) = try reader.next() {
             switch (field, value) {
             case let (1, .bytes(text)):
+                // Longer than any vocabulary needs; splitting it would take quadratic time.
+                guard text.count <= 1024 else {
+                    throw TokenizerError.invalidField(file: file, path: "pieces[\(index)].piece", reason: "\(text.count) bytes long (at most 1024)")
+                }
                 // Decoded by hand: Foundation's UTF-8 decoding drops a leading U+FEFF, which is a
                 // piece of its own in Mistral's vocabulary. Invalid bytes would come back changed.
                 let string = String(decoding: text, as: UTF8.self)
@@ -81,6 +93,10 @@ public struct SentencePieceModel: Sendable {
     private mutating func readTrainerSpec(_ bytes: ArraySlice<UInt8>, file: String) throws {
         var reader = ProtobufReader(bytes: bytes, file: file)
         while let (field, value) = try reader.next() {
+            if field == 45, case let .bytes(text) = value {
+                unknownPiece = String(decoding: text, as: UTF8.self)
+                continue
+            }
             guard case let .varint(raw) = value else { continue }
             // int32 fields: a negative id (-1, "none") arrives as a 64-bit two's complement.
             let number = Int(Int32(truncatingIfNeeded: raw))
@@ -103,8 +119,9 @@ public struct SentencePieceModel: Sendable {
     /// kept in piece order and, within a piece, in order of the parts' ids.
     /// LlamaConverter scores the first three pieces 0.
     public func merges() -> [(left: String, right: String)] {
-        var ids: [String: Int] = [:]
-        for (id, piece) in pieces.enumerated() where ids[piece.piece] == nil { ids[piece.piece] = id }
+        // Keyed by bytes: transformers compares code points, not canonical equivalence.
+        var ids: [[UInt8]: Int] = [:]
+        for (id, piece) in pieces.enumerated() { ids[Array(piece.piece.utf8)] = id }
         var candidates: [(left: String, right: String, score: Float, leftLength: Int, rightLength: Int, order: Int)] = []
         for (id, piece) in pieces.enumerated() {
             let scalars = Array(piece.piece.unicodeScalars)
@@ -112,7 +129,7 @@ public struct SentencePieceModel: Sendable {
             for split in stride(from: 1, to: scalars.count, by: 1) {
                 let left = String(String.UnicodeScalarView(scalars[..<split]))
                 let right = String(String.UnicodeScalarView(scalars[split...]))
-                if let leftID = ids[left], let rightID = ids[right] { local.append((left, right, leftID, rightID, split)) }
+                if let leftID = ids[Array(left.utf8)], let rightID = ids[Array(right.utf8)] { local.append((left, right, leftID, rightID, split)) }
             }
             local.sort { ($0.leftID, $0.rightID) < ($1.leftID, $1.rightID) }
             let score = id < 3 ? 0 : piece.score
@@ -127,7 +144,7 @@ public struct SentencePieceModel: Sendable {
     }
 
     /// The `tokenizer.json` transformers (`LlamaConverter`) writes for this model: BPE with
-    /// byte fallback over the pieces, unknown and control pieces as special added tokens and
+    /// byte fallback (always, as the converter sets it) over the pieces, unknown and control pieces as special added tokens and
     /// user-defined pieces as plain ones, a `<s>` template, and the Metaspace pre-tokenizer
     /// (`legacy: false`, as transformers' Mamba-2 tests load Codestral's) or, with `legacy`, the
     /// Prepend + Replace normalizer.
@@ -155,12 +172,11 @@ public struct SentencePieceModel: Sendable {
             {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, \
             {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
             """
-        var seen = Set<String>()
-        let vocabulary = pieces.enumerated().compactMap { id, piece in seen.insert(piece.piece).inserted ? "\(quoted(piece.piece)): \(id)" : nil }
+        let vocabulary = pieces.enumerated().map { id, piece in "\(quoted(piece.piece)): \(id)" }
         let merges = merges().map { "[\(quoted($0.left)), \(quoted($0.right))]" }
         let model = """
-            {"type": "BPE", "dropout": null, "unk_token": \(quoted(pieces[unknownID].piece)), "continuing_subword_prefix": null, \
-            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": \(byteFallback), "ignore_merges": false, \
+            {"type": "BPE", "dropout": null, "unk_token": \(quoted(unknownPiece)), "continuing_subword_prefix": null, \
+            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, \
             "vocab": {\(vocabulary.joined(separator: ", "))}, "merges": [\(merges.joined(separator: ", "))]}
             """
         let json = """
@@ -251,7 +267,7 @@ extension Tokenizer {
         var config = config ?? TokenizerConfig()
         config.bosToken = config.bosToken ?? (model.bosID >= 0 ? model.pieces[model.bosID].piece : nil)
         config.eosToken = config.eosToken ?? (model.eosID >= 0 ? model.pieces[model.eosID].piece : nil)
-        config.unknownToken = config.unknownToken ?? model.pieces[model.unknownID].piece
+        config.unknownToken = config.unknownToken ?? model.unknownPiece
         try self.init(bytes: model.huggingFaceJSON(legacy: legacy), file: url.path, config: config)
     }
 }

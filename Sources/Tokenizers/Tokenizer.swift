@@ -52,8 +52,8 @@ public final class Tokenizer: Sendable {
     private let specialIDs: Set<Int>
     public let vocabularySize: Int
 
-    /// Loads a tokenizer folder (`tokenizer.json`, or else a SentencePiece `tokenizer.model.v3` or
-    /// `tokenizer.model`, and the optional config files) or one of those files.
+    /// Loads a tokenizer folder (`tokenizer.json`, or else a SentencePiece `tokenizer.model` or
+    /// `tokenizer.model.v3`, and the optional config files) or one of those files.
     public convenience init(url: URL) throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -63,7 +63,9 @@ public final class Tokenizer: Sendable {
         let file = isDirectory.boolValue ? (Self.file(in: directory) ?? url.appendingPathComponent("tokenizer.json")) : url
         let config = try TokenizerConfig(directory: directory)
         if file.lastPathComponent.hasSuffix(".model") || file.lastPathComponent.hasSuffix(".model.v3") {
-            try self.init(sentencePieceModel: file, config: config)
+            // tokenizer_config.json's `legacy` when it says; otherwise the non-legacy form, the
+            // one transformers' Mamba-2 tests load Codestral's tokenizer with.
+            try self.init(sentencePieceModel: file, legacy: config.legacy ?? false, config: config)
         } else {
             try self.init(bytes: try Self.read(file), file: file.path, config: config)
         }
@@ -71,7 +73,7 @@ public final class Tokenizer: Sendable {
 
     /// The tokenizer file of a model folder: `tokenizer.json`, else a SentencePiece model.
     public static func file(in directory: URL) -> URL? {
-        ["tokenizer.json", "tokenizer.model.v3", "tokenizer.model"].lazy
+        ["tokenizer.json", "tokenizer.model", "tokenizer.model.v3"].lazy
             .map { directory.appendingPathComponent($0) }
             .first { FileManager.default.fileExists(atPath: $0.path) }
     }

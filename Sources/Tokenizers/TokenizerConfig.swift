@@ -12,6 +12,8 @@ public struct TokenizerConfig: Sendable {
     public var addEOSToken: Bool?
     public var paddingSide: PaddingSide?
     public var modelMaxLength: Int?
+    /// `legacy` (Llama-style SentencePiece conversions), when the file sets it.
+    public var legacy: Bool?
     /// `chat_template`, when it is a single template string.
     public var chatTemplate: String?
     /// The file the values came from, for errors.
@@ -34,6 +36,7 @@ public struct TokenizerConfig: Sendable {
             unknownToken = try Self.token(reader, "unk_token") ?? unknownToken
             if let flag = reader.optional("add_bos_token"), !flag.isNull { addBOSToken = try flag.bool() }
             if let flag = reader.optional("add_eos_token"), !flag.isNull { addEOSToken = try flag.bool() }
+            if let flag = reader.optional("legacy"), !flag.isNull { legacy = try flag.bool() }
             if let side = try reader.string("padding_side") {
                 guard let parsed = PaddingSide(rawValue: side) else {
                     throw TokenizerError.invalidField(file: url.path, path: "padding_side", reason: "expected \"left\" or \"right\", got \(side.debugDescription)")

@@ -83,3 +83,54 @@ struct QuantizedProductTests {
         }
     }
 }
+
+@Suite("int8 products against the reference, every path", .serialized)
+struct QuantizedPathTests {
+    /// A matrix quantized by us, then given a stored −128 (which our quantizer never writes but
+    /// an int8 file may hold) and tiny, NaN-free activation blocks.
+    @Test("decode and prefill rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
+          arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (3, 11008), (1, 32800)])
+    func paths(rows: Int, k: Int) throws {
+        defer { Fast.limitInstructionSet(nil) }
+        var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
+        var x = randomTensor([rows, k], in: -3...3, using: &generator)
+        for c in 0..<min(32, k) { x.scalars[c] = Float(c) * 1e-41 }  // a block whose scale is below the smallest normal
+        let n = 7
+        let quantized = WeightView(randomTensor([n, k], using: &generator), as: .int8)
+        var bytes = Array(quantized.quantizedValues!.bytes)
+        bytes[3] = 0x80  // −128
+        bytes[k + 5] = 0x80
+        let owner = Storage(bytes: bytes, scales: Array(quantized.scaleView!.bytes))
+        let weight = try #require(WeightView.quantized(values: owner.values(shape: [n, k]), scales: owner.scaleView(shape: [n, k / 32])))
+        #expect(weight[3] == -128 * weight.scaleView![0])
+        let reference = Reference.linear(x, weight: weight)
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            let fast = Fast.linear(x, weight: weight, threads: 2)
+            let d = difference(fast, reference)
+            let scale = reference.scalars.map(abs).max()!
+            #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k): max \(d.max) at \(d.at) of \(scale)")
+        }
+    }
+}
+
+/// Raw int8 values and fp32 scales kept alive for views into them (as a mapped file does).
+private final class Storage: @unchecked Sendable {
+    let bytes: UnsafeMutableRawBufferPointer
+    let scales: UnsafeMutableRawBufferPointer
+
+    init(bytes: [UInt8], scales: [UInt8]) {
+        self.bytes = .allocate(byteCount: bytes.count, alignment: 64)
+        self.bytes.copyBytes(from: bytes)
+        self.scales = .allocate(byteCount: scales.count, alignment: 64)
+        self.scales.copyBytes(from: scales)
+    }
+
+    deinit {
+        bytes.deallocate()
+        scales.deallocate()
+    }
+
+    func values(shape: [Int]) -> WeightView { WeightView(dtype: .int8, shape: shape, bytes: UnsafeRawBufferPointer(bytes), owner: self) }
+    func scaleView(shape: [Int]) -> WeightView { WeightView(dtype: .float32, shape: shape, bytes: UnsafeRawBufferPointer(scales), owner: self) }
+}

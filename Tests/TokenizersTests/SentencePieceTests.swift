@@ -77,3 +77,68 @@ struct SentencePieceTests {
         #expect(error(badUTF8).contains("pieces[0].piece: not valid UTF-8"))
     }
 }
+
+@Suite("SentencePiece models built by hand")
+struct HandMadeSentencePieceTests {
+    /// A ModelProto with `pieces` (piece, score, type) and a BPE trainer spec.
+    static func model(_ pieces: [(String, Float, Int)], bosID: Int? = nil) -> [UInt8] {
+        func varint(_ value: UInt64) -> [UInt8] {
+            var value = value
+            var out: [UInt8] = []
+            repeat {
+                out.append(UInt8(value & 0x7F) | (value > 0x7F ? 0x80 : 0))
+                value >>= 7
+            } while value > 0
+            return out
+        }
+        func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(UInt64(number << 3 | 2)) + varint(UInt64(payload.count)) + payload }
+        var bytes: [UInt8] = []
+        for (piece, score, type) in pieces {
+            let scoreBytes = withUnsafeBytes(of: score.bitPattern.littleEndian, Array.init)
+            bytes += field(1, field(1, Array(piece.utf8)) + [0x15] + scoreBytes + [0x18] + varint(UInt64(type)))
+        }
+        var spec: [UInt8] = [0x18, 0x02]  // model_type BPE
+        if let bosID { spec += [0xC8, 0x02] + varint(UInt64(bitPattern: Int64(bosID))) }
+        return bytes + field(2, spec)
+    }
+
+    static let pieces: [(String, Float, Int)] = [
+        ("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3), ("▁", -1, 1), ("a", -2, 1), ("b", -3, 1), ("\"q\\\u{1}", -4, 1),
+        ("▁a", -5, 1), ("ab", -6, 1), ("▁ab", -7, 1), ("[X]", 0, 4),
+    ]
+
+    func tokenizer(_ bytes: [UInt8]) throws -> Tokenizer {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sp-\(UUID().uuidString).model")
+        try Data(bytes).write(to: url)
+        return try Tokenizer(url: url)
+    }
+
+    @Test("a small BPE model: merges by score, quotes and control characters survive, user-defined pieces are plain added tokens")
+    func small() throws {
+        let tokenizer = try tokenizer(Self.model(Self.pieces))
+        #expect(try tokenizer.encode("ab").ids == [1, 9])
+        #expect(try tokenizer.encode("ab [X]b").ids == [1, 9, 3, 10, 5])
+        #expect(tokenizer.token(for: 6) == "\"q\\\u{1}" && tokenizer.id(for: "\"q\\\u{1}") == 6)
+        #expect(tokenizer.addedTokens.map(\.id) == [0, 1, 2, 10] && tokenizer.addedTokens.map(\.special) == [true, true, true, false])
+        #expect(try tokenizer.decode([1, 9, 3, 10, 5], skipSpecialTokens: true) == "ab [X]b")
+        // Without a BOS piece there is no template.
+        #expect(try self.tokenizer(Self.model(Self.pieces, bosID: -1)).encode("ab").ids == [9])
+    }
+
+    @Test("duplicate, overlong and non-message pieces are named errors")
+    func errors() throws {
+        func message(_ bytes: [UInt8]) -> String {
+            do {
+                _ = try SentencePieceModel(bytes: bytes, file: "m.model")
+                return "read"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message(Self.model(Self.pieces + [("ab", -8, 1)])).contains("pieces[11].piece: \"ab\" appears twice"))
+        // "é" precomposed and decomposed are different pieces.
+        #expect(message(Self.model(Self.pieces + [("\u{E9}", -8, 1), ("e\u{301}", -9, 1)])) == "read")
+        #expect(message(Self.model(Self.pieces + [(String(repeating: "x", count: 1025), -8, 1)])).contains("1025 bytes long (at most 1024)"))
+        #expect(message([0x08, 0x01]) == "m.model: pieces: not a message")
+    }
+}

@@ -28,11 +28,19 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 /// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
-/// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32. Decoding (m < 4) sums
-/// the blocks in integers; prefill computes the same products in fp32 from the rounded activations
-/// and weights widened eight rows at a time.
-void ck_linear_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                  const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
+/// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32. For decoding (a few
+/// rows): the blocks are summed in integers.
+void ck_gemv_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
+
+/// Rows of activations rounded to their int8 block values (q · scale, in fp32), once per
+/// product, for `ck_gemm_q8`. x and rounded: [rows, k].
+void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded);
+
+/// The same products for prefill, from activations `ck_q8_round_rows` rounded: in fp32, with the
+/// weights widened eight rows at a time into a panel.
+void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
 /// Atomically adds 1 to *counter and returns its previous value (work sharing between threads).
 int64_t ck_fetch_increment(int64_t *counter);

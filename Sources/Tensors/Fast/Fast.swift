@@ -104,8 +104,22 @@ public enum Fast {
                 preconditionFailure("int8 weight \(weight.shape) without block scales")
             }
             let q = base.assumingMemoryBound(to: Int8.self)
+            guard m >= 4 else {
+                parallelFor(blocks, threads: threads) { range in
+                    ck_gemv_q8(x, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+                }
+                return
+            }
+            // Prefill: the activations are rounded once, then shared by every slice.
+            // `[m, k]` activations at their int8 block values.
+            let rounded = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
+            defer { rounded.deallocate() }
+            let shared = UncheckedSendable(rounded)
+            parallelFor(m, threads: threads) { rows in
+                ck_q8_round_rows(x + rows.lowerBound * k, Int64(rows.count), Int64(k), shared.value + rows.lowerBound * k)
+            }
             parallelFor(blocks, threads: threads) { range in
-                ck_linear_q8(x, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+                ck_gemm_q8(shared.value, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
             }
             return
         }

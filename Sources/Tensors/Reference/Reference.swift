@@ -49,16 +49,18 @@ extension Reference {
             }
         }
         var out = [Float](repeating: 0, count: m * n)
-        let q = weight.bytes.bindMemory(to: Int8.self)
-        let scales = weight.scales!.bindMemory(to: Float.self)
+        let q = weight.bytes
+        let scales = weight.scales!
         for j in 0..<n {
             let b = bias?[j] ?? 0
             for row in 0..<m {
                 var sum: Float = 0
                 for blockIndex in 0..<blocks {
                     var integer: Int32 = 0
-                    for c in (blockIndex * block)..<((blockIndex + 1) * block) { integer += Int32(q[j * k + c]) * Int32(xq[row * k + c]) }
-                    sum += Float(integer) * (scales[j * blocks + blockIndex] * xs[row * blocks + blockIndex])
+                    for c in (blockIndex * block)..<((blockIndex + 1) * block) { integer += Int32(Int8(bitPattern: q[j * k + c])) * Int32(xq[row * k + c]) }
+                    // Scales in a mapped file need not be 4-byte aligned.
+                    let scale = scales.loadUnaligned(fromByteOffset: (j * blocks + blockIndex) * 4, as: Float.self)
+                    sum += Float(integer) * (scale * xs[row * blocks + blockIndex])
                 }
                 out[row * n + j] = sum + b
             }
