@@ -41,6 +41,7 @@ let package = Package(
         .target(
             name: "Mamba2Server",
             dependencies: [
+                "Mamba2",
                 "Generation",
                 "Tokenizers",
                 .product(name: "Hummingbird", package: "hummingbird"),

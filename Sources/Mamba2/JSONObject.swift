@@ -6,9 +6,10 @@ struct FieldError: Error {
     let reason: String
 }
 
-/// Any JSON value, for configs whose fields may take several forms (`eos_token_id`: an id or a
-/// list; `time_step_rank`: `"auto"` or an integer; floats written as `{"__float__": "Infinity"}`).
-indirect enum JSONValue: Decodable, Sendable, Equatable {
+/// Any JSON value, read strictly (a number is never a boolean): for configs whose fields may
+/// take several forms (`eos_token_id`: an id or a list; `time_step_rank`: `"auto"` or an
+/// integer; floats written as `{"__float__": "Infinity"}`), and for the server's request bodies.
+public indirect enum JSONValue: Decodable, Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)
@@ -16,7 +17,7 @@ indirect enum JSONValue: Decodable, Sendable, Equatable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    init(from decoder: any Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
@@ -53,7 +54,8 @@ indirect enum JSONValue: Decodable, Sendable, Equatable {
         }
     }
 
-    var int: Int? {
+    /// An integer: a number without a fractional part, within ±9e15 (exact in a Double).
+    public var int: Int? {
         guard case let .number(value) = self, value == value.rounded(), abs(value) < 9e15 else { return nil }
         return Int(value)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Generation
+import Mamba2
 
 /// An error answered in OpenAI's form: `{"error": {"message", "type", "param", "code"}}`.
 struct APIError: Error {
@@ -16,31 +17,9 @@ struct APIError: Error {
 
 /// A request body's JSON, read strictly: a number is never a boolean, and every field's type is
 /// checked against what the endpoint expects.
-enum RequestJSON: Decodable, Equatable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([RequestJSON])
-    case object([String: RequestJSON])
+typealias RequestJSON = JSONValue
 
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([RequestJSON].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: RequestJSON].self))
-        }
-    }
-
+extension JSONValue {
     /// Deepest nesting a request may have: deep enough for any completions request, shallow
     /// enough that decoding it recursively cannot exhaust a thread's stack.
     static let maxDepth = 32
@@ -80,11 +59,6 @@ enum RequestJSON: Decodable, Equatable {
         }
     }
 
-    /// An integer, when this is a number without a fractional part in Int's range.
-    var integer: Int? {
-        guard case let .number(value) = self, value == value.rounded(), abs(value) < 9e15 else { return nil }
-        return Int(value)
-    }
 }
 
 /// What the server may not exceed, set on the command line.
@@ -146,7 +120,7 @@ struct CompletionRequest {
         }
         func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
             guard let field = value(key) else { return nil }
-            guard let integer = field.integer else { throw wrongType(key, "an integer") }
+            guard let integer = field.int else { throw wrongType(key, "an integer") }
             guard range.contains(integer) else {
                 throw APIError.invalid("'\(key)' must be between \(range.lowerBound) and \(range.upperBound), got \(integer)", param: key)
             }
@@ -212,7 +186,7 @@ struct CompletionRequest {
         guard let field, field != .null else { throw APIError.invalid("'prompt' is required", param: "prompt") }
         func tokens(_ items: [RequestJSON]) throws -> [Int] {
             try items.map { item in
-                guard let id = item.integer else { throw invalid }
+                guard let id = item.int else { throw invalid }
                 return id
             }
         }
@@ -277,7 +251,7 @@ struct CompletionRequest {
             let neutral: Bool
             switch key {
             case "echo": neutral = value == .bool(false)
-            case "best_of": neutral = value.integer == 1
+            case "best_of": neutral = value.int == 1
             case "presence_penalty", "frequency_penalty": neutral = value == .number(0)
             case "logit_bias": neutral = value == .object([:])
             default: neutral = false
