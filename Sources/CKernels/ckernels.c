@@ -980,3 +980,24 @@ void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, con
         y[i] = out + D * x[i];
     }
 }
+
+void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
+                   const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
+                   const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
+                   float eps, int64_t norm_group, float *xbc, float *y, float *out) {
+    // 2. conv + SiLU over [x, B, C], the conv state shifted by one.
+    ck_conv_silu(zxbcdt + e, 1, conv_dim, taps, conv_bias, k, conv_dim, conv_state, xbc, conv_dim, 0, conv_dim);
+    // 3. dt = clamp(softplus(dt + dt_bias)) (torch's threshold 20), then each head's recurrent step.
+    const int64_t per_group = h / groups;
+    for (int64_t head = 0; head < h; head++) {
+        const float raw = zxbcdt[e + conv_dim + head] + dt_bias[head];
+        float dt = raw > 20.0f ? raw : log1pf(expf(raw));
+        dt = dt < dt_min ? dt_min : dt;
+        dt = dt > dt_max ? dt_max : dt;
+        const int64_t group = head / per_group;
+        ck_ssm_step(xbc + head * p, dt, A[head], D[head], xbc + e + group * n, xbc + e + groups * n + group * n, p, n,
+                    ssm_state + head * p * n, y + head * p);
+    }
+    // Gated RMSNorm: norm(y · silu(z)) per group.
+    ck_rmsnorm(y, zxbcdt, norm_weight, eps, 1, e, norm_group, out);
+}

@@ -141,42 +141,56 @@ final class Mamba2FastForward: @unchecked Sendable {
                         Fast.linear(x: N, rows: rows, weight: layer.inProj, bias: bias, y: P, ldy: width, threads: threads)
                     }
 
-                    // 2. Convolution (+ SiLU) over [x, B, C], with padding zeroed before and after.
-                    zeroPadding(P, stride: width, offset: e, count: convDim)
-                    layer.convTaps.withUnsafeBufferPointer { taps in
-                        state.layers[index].conv.scalars.withUnsafeMutableBufferPointer { convState in
-                            for sequence in 0..<b {
-                                Fast.convSiLU(
-                                    x: P + sequence * l * width + e, length: l, ldx: width, tapMajorWeight: taps.baseAddress!,
-                                    bias: layer.convBias, kernel: k, channels: convDim,
-                                    state: convState.baseAddress! + sequence * (k - 1) * convDim,
-                                    y: X + sequence * l * convDim, ldy: convDim, threads: smallThreads)
+                    if rows == 1 && scanThreads == 1 && (maskValues?[0] ?? 1) == 1 {
+                        // 2.–3. and the gated norm, fused, for a single-token step of one sequence.
+                        Self.withStatePointers(&state.layers[index]) { convState, ssmState in
+                            Fast.mixerStep(
+                                projected: P, innerSize: e, convDim: convDim, heads: h, headDim: config.headDim,
+                                stateSize: config.stateSize, groups: config.nGroups, convTaps: layer.convTaps,
+                                convBias: layer.convBias, kernel: k, convState: convState, dtBias: layer.dtBias,
+                                A: layer.A, D: layer.D, dtLimit: config.timeStepLimit, ssmState: ssmState,
+                                normWeight: layer.gatedNorm, epsilon: config.layerNormEpsilon, normGroup: config.normGroupSize,
+                                xBC: X, y: Y, out: G)
+                        }
+                    } else {
+                        // 2. Convolution (+ SiLU) over [x, B, C], with padding zeroed before and after.
+                        zeroPadding(P, stride: width, offset: e, count: convDim)
+                        layer.convTaps.withUnsafeBufferPointer { taps in
+                            state.layers[index].conv.scalars.withUnsafeMutableBufferPointer { convState in
+                                for sequence in 0..<b {
+                                    Fast.convSiLU(
+                                        x: P + sequence * l * width + e, length: l, ldx: width, tapMajorWeight: taps.baseAddress!,
+                                        bias: layer.convBias, kernel: k, channels: convDim,
+                                        state: convState.baseAddress! + sequence * (k - 1) * convDim,
+                                        y: X + sequence * l * convDim, ldy: convDim, threads: smallThreads)
+                                }
                             }
                         }
-                    }
-                    zeroPadding(X, stride: convDim, offset: 0, count: convDim)
+                        zeroPadding(X, stride: convDim, offset: 0, count: convDim)
 
-                    // 3. SSM: dt = clamp(softplus(dt + dt_bias)) (0 at padding), then the scan per head.
-                    for row in 0..<rows {
-                        let keep: Float = maskValues?[row] ?? 1
-                        for head in 0..<h {
-                            let step = Reference.softplus(P[row * width + e + convDim + head] + layer.dtBias[head])
-                            DT[row * h + head] = min(max(step, config.timeStepLimit.lowerBound), config.timeStepLimit.upperBound) * keep
-                        }
-                    }
-                    state.layers[index].ssm.scalars.withUnsafeMutableBufferPointer { ssm in
-                        SSMHeads(
-                            x: X, ldx: convDim, dt: DT, lddt: h, B: X + e, C: X + e + config.nGroups * config.stateSize,
-                            ldbc: convDim, length: l, heads: h, headDim: config.headDim, groups: config.nGroups,
-                            stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm.baseAddress!, y: Y, ldy: e
-                        ).run(batch: b, chunkSize: chunkSize, threads: scanThreads)
-                    }
-
-                    // Gated RMSNorm: norm(y · silu(z)) per group, z read in place from the projection.
-                    layer.gatedNorm.withUnsafeBufferPointer { weight in
+                        // 3. SSM: dt = clamp(softplus(dt + dt_bias)) (0 at padding), then the scan per head.
                         for row in 0..<rows {
-                            Fast.rmsNorm(x: Y + row * e, gate: P + row * width, weight: weight.baseAddress!, epsilon: config.layerNormEpsilon, rows: 1, width: e, groupSize: config.normGroupSize, y: G + row * e)
+                            let keep: Float = maskValues?[row] ?? 1
+                            for head in 0..<h {
+                                let step = Reference.softplus(P[row * width + e + convDim + head] + layer.dtBias[head])
+                                DT[row * h + head] = min(max(step, config.timeStepLimit.lowerBound), config.timeStepLimit.upperBound) * keep
+                            }
                         }
+                        state.layers[index].ssm.scalars.withUnsafeMutableBufferPointer { ssm in
+                            SSMHeads(
+                                x: X, ldx: convDim, dt: DT, lddt: h, B: X + e, C: X + e + config.nGroups * config.stateSize,
+                                ldbc: convDim, length: l, heads: h, headDim: config.headDim, groups: config.nGroups,
+                                stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm.baseAddress!, y: Y, ldy: e
+                            ).run(batch: b, chunkSize: chunkSize, threads: scanThreads)
+                        }
+
+                        // Gated RMSNorm: norm(y · silu(z)) per group, z read in place from the projection.
+                        layer.gatedNorm.withUnsafeBufferPointer { weight in
+                            for row in 0..<rows {
+                                Fast.rmsNorm(x: Y + row * e, gate: P + row * width, weight: weight.baseAddress!, epsilon: config.layerNormEpsilon, rows: 1, width: e, groupSize: config.normGroupSize, y: G + row * e)
+                            }
+                        }
+
                     }
 
                     // 4. Final linear projection, and the residual.
@@ -197,6 +211,15 @@ final class Mamba2FastForward: @unchecked Sendable {
         let output = Tensor(shape: [b, l, d], scalars: final)
         if collect { collected.append(output) }
         return (output, collected)
+    }
+}
+
+extension Mamba2FastForward {
+    /// A layer's conv state `[b, k − 1, conv_dim]` and SSM state `[b, h, p, n]`, both writable.
+    static func withStatePointers<R>(_ layer: inout Mamba2State.Layer, _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> R) -> R {
+        layer.conv.scalars.withUnsafeMutableBufferPointer { conv in
+            layer.ssm.scalars.withUnsafeMutableBufferPointer { ssm in body(conv.baseAddress!, ssm.baseAddress!) }
+        }
     }
 }
 

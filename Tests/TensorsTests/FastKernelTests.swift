@@ -105,3 +105,58 @@ struct FastKernelTests {
         #expect(difference(step.state, sequential.state).max <= 1e-5)
     }
 }
+
+@Suite("the fused decode step equals its unfused reference twin", .serialized)
+struct FusedMixerStepTests {
+    @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true)])
+    func mixerStep(heads h: Int, headDim p: Int, stateSize n: Int, groups g: Int, kernel k: Int, bias: Bool) {
+        defer { Fast.limitInstructionSet(nil) }
+        var generator = SeededGenerator(seed: UInt64(h * 1000 + p * 100 + n))
+        let e = h * p
+        let convDim = e + 2 * g * n
+        let width = e + convDim + h
+        let projected = randomTensor([width], in: -2...2, using: &generator)  // [z, xBC, dt]
+        let convWeight = randomTensor([convDim, k], in: -0.5...0.5, using: &generator)
+        let convBias = bias ? randomTensor([convDim], using: &generator) : nil
+        let convState = randomTensor([1, k - 1, convDim], using: &generator)
+        let ssmState = randomTensor([1, h, p, n], using: &generator)
+        let dtBias = (0..<h).map { _ in Float.random(in: -4...4, using: &generator) }
+        let A = (0..<h).map { _ in -Float.random(in: 0.5...4, using: &generator) }
+        let D = (0..<h).map { _ in Float.random(in: 0.5...1.5, using: &generator) }
+        let norm = randomTensor([e], in: 0.5...1.5, using: &generator)
+        let limit: ClosedRange<Float> = 0.01...2  // clamps at both ends for some heads
+
+        // The reference twin: the unfused steps.
+        let xBCIn = Tensor(shape: [1, 1, convDim], scalars: Array(projected.scalars[e..<(e + convDim)]))
+        let conv = Reference.causalConv1d(xBCIn, weight: WeightView(convWeight), bias: convBias.map { WeightView($0) }, state: convState)
+        let xBC = conv.output.map(Reference.silu)
+        let dt = (0..<h).map { head in min(max(Reference.softplus(projected.scalars[e + convDim + head] + dtBias[head]), limit.lowerBound), limit.upperBound) }
+        let inputs = SSMInputs(
+            x: Tensor(shape: [1, 1, h, p], scalars: Array(xBC.scalars[0..<e])), dt: Tensor(shape: [1, 1, h], scalars: dt), A: A,
+            B: Tensor(shape: [1, 1, g, n], scalars: Array(xBC.scalars[e..<(e + g * n)])),
+            C: Tensor(shape: [1, 1, g, n], scalars: Array(xBC.scalars[(e + g * n)...])), D: D)
+        let scan = Reference.ssmRecurrence(inputs, initialState: ssmState)
+        let normed = Reference.gatedRMSNorm(
+            scan.y.reshaped([1, e]), gate: Tensor(shape: [1, e], scalars: Array(projected.scalars[0..<e])),
+            weight: WeightView(norm), epsilon: 1e-5, groupSize: e / g)
+
+        let taps = Fast.tapMajor(WeightView(convWeight), channels: convDim, kernel: k)
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
+            var (scratchX, scratchY, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
+            fusedConv.withUnsafeMutableBufferPointer { convPointer in
+                fusedSSM.withUnsafeMutableBufferPointer { ssmPointer in
+                    Fast.mixerStep(
+                        projected: projected.scalars, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
+                        convTaps: taps, convBias: convBias?.scalars, kernel: k, convState: convPointer.baseAddress!, dtBias: dtBias,
+                        A: A, D: D, dtLimit: limit, ssmState: ssmPointer.baseAddress!, normWeight: norm.scalars, epsilon: 1e-5,
+                        normGroup: e / g, xBC: &scratchX, y: &scratchY, out: &out)
+                }
+            }
+            #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa): output")
+            #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa): SSM state")
+            #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa): conv state")
+        }
+    }
+}

@@ -79,6 +79,16 @@ int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n);
 void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
                  int64_t n, float *state, float *y);
 
+/// A single-token step of one sequence's mixer after its input projection, in one call: conv +
+/// SiLU (state shifted), dt = clamp(softplus(dt + dt_bias), dt_min, dt_max), every head's
+/// recurrent step (state updated), and the gated RMSNorm. zxbcdt: [e + conv_dim + h] (the
+/// projection, split [z, xBC, dt]); taps: [k, conv_dim]; conv_state: [k-1, conv_dim];
+/// ssm_state: [h, p, n]; scratch xbc: [conv_dim], y: [e]; out: [e].
+void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
+                   const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
+                   const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
+                   float eps, int64_t norm_group, float *xbc, float *y, float *out);
+
 #ifdef __cplusplus
 }
 #endif

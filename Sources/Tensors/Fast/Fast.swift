@@ -246,6 +246,39 @@ public enum Fast {
         if let bias { bias.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
     }
 
+    /// One sequence's single-token mixer step after its input projection, in one kernel call
+    /// (`ck_mixer_step`): conv + SiLU, dt, every head's recurrent step, the gated RMSNorm. The
+    /// same as `causalConv1dSiLU` with a length of 1, `ssmRecurrence` over the heads and
+    /// `gatedRMSNorm`, which the tests hold it to.
+    /// - projected: `[e + conv_dim + h]` (`[z, xBC, dt]`); convState: `[k − 1, conv_dim]`;
+    ///   ssmState: `[h, p, n]` (both updated); xBC: `[conv_dim]` and y: `[e]` scratch; out: `[e]`.
+    public static func mixerStep(
+        projected: UnsafePointer<Float>, innerSize e: Int, convDim: Int, heads h: Int, headDim p: Int, stateSize n: Int, groups: Int,
+        convTaps: [Float], convBias: [Float]?, kernel k: Int, convState: UnsafeMutablePointer<Float>,
+        dtBias: [Float], A: [Float], D: [Float], dtLimit: ClosedRange<Float>, ssmState: UnsafeMutablePointer<Float>,
+        normWeight: [Float], epsilon: Float, normGroup: Int,
+        xBC: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    ) {
+        convTaps.withUnsafeBufferPointer { taps in
+            dtBias.withUnsafeBufferPointer { dtBias in
+                A.withUnsafeBufferPointer { A in
+                    D.withUnsafeBufferPointer { D in
+                        normWeight.withUnsafeBufferPointer { weight in
+                            let step = { (bias: UnsafePointer<Float>?) in
+                                ck_mixer_step(
+                                    projected, Int64(e), Int64(convDim), Int64(h), Int64(p), Int64(n), Int64(groups),
+                                    taps.baseAddress!, bias, Int64(k), convState, dtBias.baseAddress!, A.baseAddress!, D.baseAddress!,
+                                    dtLimit.lowerBound, dtLimit.upperBound, ssmState, weight.baseAddress!, epsilon, Int64(normGroup),
+                                    xBC, y, out)
+                            }
+                            if let convBias { convBias.withUnsafeBufferPointer { step($0.baseAddress) } } else { step(nil) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: Selective scan
 
     /// Same as `Reference.ssdChunked`; heads run in parallel.
