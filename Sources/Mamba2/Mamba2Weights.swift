@@ -72,7 +72,7 @@ public struct Mamba2Weights: Sendable {
     }
 
     /// The matrices that may be stored as block-quantized int8 (by key suffix).
-    static let quantizableKeys = ["in_proj.weight", "out_proj.weight", "lm_head.weight", "embeddings.weight"]
+    public static let quantizableKeys = ["in_proj.weight", "out_proj.weight", "lm_head.weight", "embeddings.weight"]
 
     /// Joins each int8 tensor `X` with its scales `X_scale` (fp32 `[rows, row / 32]`), as
     /// `mamba2 convert --dtype int8` writes them.

@@ -30,6 +30,17 @@ struct Convert: ParsableCommand {
         let target = try dtype.map(parseDType) ?? (weights.layers.first?.mixer.inProj.dtype ?? .float32)
         if let shardBytes, shardBytes <= 0 { throw CLIError("--shard-bytes must be positive") }
         let destination = URL(fileURLWithPath: output)
+        if target == .int8 {
+            // Matrices whose rows do not split into blocks of 32 stay fp32: say which.
+            let kept = weights.huggingFaceTensors(config: config)
+                .filter { name, view in Mamba2Weights.quantizableKeys.contains { name.hasSuffix($0) } && !view.isQuantizable }
+                .sorted { $0.key < $1.key }
+                .map { "\($0.key) (rows of \($0.value.shape.last ?? 0))" }
+            if !kept.isEmpty {
+                let names = kept.count > 3 ? kept.prefix(3).joined(separator: ", ") + " and \(kept.count - 3) more" : kept.joined(separator: ", ")
+                FileHandle.standardError.write(Data("note: kept in fp32, rows that do not split into int8 blocks of \(WeightView.quantizationBlock): \(names)\n".utf8))
+            }
+        }
         try weights.writeHuggingFaceFolder(config: config, dtype: target, to: destination, shardBytes: shardBytes)
         for name in ["tokenizer.json", "tokenizer.model.v3", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
             let file = source.appendingPathComponent(name)

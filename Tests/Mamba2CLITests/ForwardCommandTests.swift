@@ -136,6 +136,10 @@ struct ConvertCommandTests {
         #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("model.safetensors").path))
         let forward = try runMamba2(["forward", "--model", output.path, "--ids", "1,2,3", "--output", temporaryFile("x.npy").path])
         #expect(forward.status == 0, "\(forward.stderr)")
+        // The fixtures' odd widths cannot be quantized: the folder is written, and stderr says so.
+        let int8 = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-tied").path, "--output", temporaryFile("int8").path, "--dtype", "int8"])
+        #expect(int8.status == 0, "\(int8.stderr)")
+        #expect(int8.stderr.contains("note: kept in fp32, rows that do not split into int8 blocks of 32: backbone.embeddings.weight (rows of 15)"), "\(int8.stderr)")
         let bad = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-tied").path, "--output", output.path, "--dtype", "int4"])
         #expect(bad.status != 0 && bad.stderr.contains("--dtype must be float32, bfloat16, float16 or int8, got int4"))
     }
