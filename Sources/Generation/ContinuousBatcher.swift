@@ -210,7 +210,6 @@ public final class ContinuousBatcher: @unchecked Sendable {
             let pastDeadline = shutdownDeadline.map { .now() >= $0 } ?? false
             var admitted: [Waiting] = []
             if pastDeadline {
-                admitted = []
                 for waiting in queue { waiting.continuation.finish(throwing: BatcherError.cancelledByShutdown) }
                 queue.removeAll()
             } else {
