@@ -128,7 +128,41 @@ static CK_AVX2 float sum_avx2(const float *x, int64_t count) {
 }
 #endif
 
-float ck_sum(const float *x, int64_t count) {
+#ifdef CK_X86
+static CK_AVX2 float sum_streams_avx2(const float *x, int64_t per, int32_t streams) {
+    __m256 acc[8];
+    for (int s = 0; s < 8; s++) acc[s] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < per; i += 16)
+        for (int s = 0; s < streams; s++)
+            acc[s] = _mm256_add_ps(acc[s], _mm256_add_ps(_mm256_loadu_ps(x + s * per + i), _mm256_loadu_ps(x + s * per + i + 8)));
+    __m256 total = acc[0];
+    for (int s = 1; s < 8; s++) total = _mm256_add_ps(total, acc[s]);
+    return hsum256(total);
+}
+#endif
+
+float ck_sum(const float *x, int64_t count, int32_t streams) {
+    if (streams < 1) streams = 1;
+    if (streams > 8) streams = 8;
+    if (streams > 1) {
+        // Each part a multiple of 16 floats; what is left over is summed after.
+        const int64_t per = count / streams / 16 * 16;
+        float sum = 0;
+#ifdef CK_X86
+        if (ck_isa() >= 1) sum = sum_streams_avx2(x, per, streams);
+        else
+#endif
+        {
+            float partial[8][16] = {{0}};
+            for (int64_t i = 0; i < per; i += 16)
+                for (int s = 0; s < streams; s++)
+                    for (int j = 0; j < 16; j++) partial[s][j] += x[s * per + i + j];
+            for (int s = 0; s < streams; s++)
+                for (int j = 0; j < 16; j++) sum += partial[s][j];
+        }
+        for (int64_t i = streams * per; i < count; i++) sum += x[i];
+        return sum;
+    }
 #ifdef CK_X86
     if (ck_isa() == 2) return sum_avx512(x, count);
     if (ck_isa() == 1) return sum_avx2(x, count);
@@ -338,13 +372,61 @@ CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
 CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
 CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
 
-// bf16 matrix-vector products (decoding: fewer than 4 input rows). A 256-bit load holds 16 bf16
-// weights; shifting each 32-bit lane left by 16 gives the even ones as fp32, masking the low half
-// gives the odd ones, so x is split into its even and odd elements once per row instead of
-// widening every weight with a shuffle.
-static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,
-                                   const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    const int64_t k16 = k & ~(int64_t)15;
+// Matrix-vector products (decoding). Four weight rows at a time, as in the product above, but
+// one from each quarter of the rows [j0, j1) rather than four neighbours: each core then streams
+// four long runs of memory instead of hopping between rows only 1.5–8 KB long, which this
+// machine's memory system serves markedly faster (768-wide bf16 rows in a C harness: 26–30 GB/s
+// against 17–20; docs/benchmarks.md). Each row's sum is computed alone, as before.
+CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t rows[4]) {
+    for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
+}
+
+#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DTYPE)                                                                     \
+    static CK_AVX2 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,      \
+                             int64_t j0, int64_t j1) {                                                             \
+        const int64_t k8 = k & ~(int64_t)7, quarter = (j1 - j0) / 4;                                               \
+        for (int64_t i = 0; i < quarter; i++) {                                                                    \
+            int64_t rows[4];                                                                                       \
+            gemv_quarter_rows(j0, quarter, i, rows);                                                               \
+            /* Two sums per row: eight FMA chains hide the latency. */                                             \
+            __m256 acc0[4], acc1[4];                                                                               \
+            for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                                   \
+            int64_t c = 0;                                                                                         \
+            for (; c + 16 <= k8; c += 16) {                                                                        \
+                const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);                         \
+                for (int u = 0; u < 4; u++) {                                                                      \
+                    acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                            \
+                    acc1[u] = _mm256_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 8), acc1[u]);                        \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (; c < k8; c += 8) {                                                                               \
+                const __m256 x0 = _mm256_loadu_ps(x + c);                                                          \
+                for (int u = 0; u < 4; u++) acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);    \
+            }                                                                                                      \
+            for (int u = 0; u < 4; u++) {                                                                          \
+                float sum = hsum256(_mm256_add_ps(acc0[u], acc1[u]));                                              \
+                for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);           \
+                y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int64_t j = j0 + 4 * quarter; j < j1; j++) {                                                          \
+            __m256 acc = _mm256_setzero_ps();                                                                      \
+            for (int64_t c = 0; c < k8; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), LOAD(w, j * ldw + c), acc); \
+            float sum = hsum256(acc);                                                                              \
+            for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                     \
+            y[j] = sum + (bias ? bias[j] : 0.0f);                                                                  \
+        }                                                                                                          \
+    }
+
+CK_DEFINE_GEMV_AVX2(gemv_f32_avx2, CK_LOAD8_F32, CK_F32)
+CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, CK_F16)
+
+// bf16: a 256-bit load holds 16 weights; shifting each 32-bit lane left by 16 gives the even ones
+// as fp32, masking the low half gives the odd ones, so x is split into its even and odd elements
+// once per row instead of widening every weight with a shuffle.
+static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias,
+                                   float *y, int64_t j0, int64_t j1) {
+    const int64_t k16 = k & ~(int64_t)15, quarter = (j1 - j0) / 4;
     const uint16_t *wb = (const uint16_t *)w;
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
     // x split into even and odd elements: on the stack for every real width (no allocation per
@@ -352,52 +434,43 @@ static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t ldx, int64_t m, int64
     float stack[8192];
     float *split = k16 <= 8192 ? stack : (float *)malloc((size_t)k16 * sizeof(float));
     if (!split) {
-        linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
+        linear_bf16_avx2(x, k, 1, k, w, ldw, bias, y, 0, j0, j1);
         return;
     }
-    for (int64_t r = 0; r < m; r++) {
-        const float *xr = x + r * ldx;
-        for (int64_t c = 0; c < k16; c += 16)
-            for (int i = 0; i < 8; i++) {
-                split[c + i] = xr[c + 2 * i];
-                split[c + 8 + i] = xr[c + 2 * i + 1];
-            }
-        int64_t j = j0;
-        for (; j + 2 <= j1; j += 2) {
-            __m256 e0 = _mm256_setzero_ps(), o0 = _mm256_setzero_ps(), e1 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps();
-            for (int64_t c = 0; c < k16; c += 16) {
-                // Two rows ahead, so several DRAM reads are in flight per core.
-                if ((c & 31) == 0 && j + 3 < j1) {
-                    _mm_prefetch((const char *)(wb + (j + 2) * ldw + c), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(wb + (j + 3) * ldw + c), _MM_HINT_T0);
-                }
-                const __m256 xe = _mm256_loadu_ps(split + c), xo = _mm256_loadu_ps(split + c + 8);
-                const __m256i v0 = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
-                const __m256i v1 = _mm256_loadu_si256((const __m256i *)(wb + (j + 1) * ldw + c));
-                e0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe, e0);
-                o0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, high)), xo, o0);
-                e1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe, e1);
-                o1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, high)), xo, o1);
-            }
-            float s0 = hsum256(_mm256_add_ps(e0, o0)), s1 = hsum256(_mm256_add_ps(e1, o1));
-            for (int64_t c = k16; c < k; c++) {
-                s0 += xr[c] * bf16_to_f32(wb[j * ldw + c]);
-                s1 += xr[c] * bf16_to_f32(wb[(j + 1) * ldw + c]);
-            }
-            y[r * ldy + j] = s0 + (bias ? bias[j] : 0.0f);
-            y[r * ldy + j + 1] = s1 + (bias ? bias[j + 1] : 0.0f);
+    for (int64_t c = 0; c < k16; c += 16)
+        for (int i = 0; i < 8; i++) {
+            split[c + i] = x[c + 2 * i];
+            split[c + 8 + i] = x[c + 2 * i + 1];
         }
-        for (; j < j1; j++) {
-            __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
-            for (int64_t c = 0; c < k16; c += 16) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
-                e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(split + c), e);
-                o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), _mm256_loadu_ps(split + c + 8), o);
+    for (int64_t i = 0; i < quarter; i++) {
+        int64_t rows[4];
+        gemv_quarter_rows(j0, quarter, i, rows);
+        __m256 even[4], odd[4];
+        for (int u = 0; u < 4; u++) even[u] = odd[u] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < k16; c += 16) {
+            const __m256 xe = _mm256_loadu_ps(split + c), xo = _mm256_loadu_ps(split + c + 8);
+            for (int u = 0; u < 4; u++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + rows[u] * ldw + c));
+                even[u] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, even[u]);
+                odd[u] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), xo, odd[u]);
             }
-            float sum = hsum256(_mm256_add_ps(e, o));
-            for (int64_t c = k16; c < k; c++) sum += xr[c] * bf16_to_f32(wb[j * ldw + c]);
-            y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
         }
+        for (int u = 0; u < 4; u++) {
+            float sum = hsum256(_mm256_add_ps(even[u], odd[u]));
+            for (int64_t c = k16; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);
+            y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);
+        }
+    }
+    for (int64_t j = j0 + 4 * quarter; j < j1; j++) {
+        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+        for (int64_t c = 0; c < k16; c += 16) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
+            e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(split + c), e);
+            o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), _mm256_loadu_ps(split + c + 8), o);
+        }
+        float sum = hsum256(_mm256_add_ps(e, o));
+        for (int64_t c = k16; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);
+        y[j] = sum + (bias ? bias[j] : 0.0f);
     }
     if (split != stack) free(split);
 }
@@ -417,11 +490,20 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
         }
     }
     if (ck_isa() == 1) {
-        switch (dtype) {
-        case CK_BF16:
-            if (m < 4) gemv_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
-            else linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1);
+        // Decoding: one input row, or up to three in bf16 (whose split of x pays per row); more
+        // rows go through the block kernels, which load each weight once for all of them.
+        if (m == 1 || (dtype == CK_BF16 && m < 4)) {
+            for (int64_t r = 0; r < m; r++) {
+                switch (dtype) {
+                case CK_BF16: gemv_bf16_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
+                case CK_F16: gemv_f16_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
+                default: gemv_f32_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
+                }
+            }
             return;
+        }
+        switch (dtype) {
+        case CK_BF16: linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         case CK_F16: linear_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         default: linear_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         }
@@ -562,23 +644,23 @@ static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, i
     for (int64_t r = 0; r < m; r++) {
         const int8_t *xr = xq + r * k;
         const float *sr = xs + r * blocks;
-        int64_t j = j0;
-        // Four weight rows at a time: four independent FMA chains hide the FMA latency, and the
-        // activation block is loaded once for all four.
-        for (; j + 4 <= j1; j += 4) {
-            const int8_t *w0 = q + j * k;
-            const float *s0 = scales + j * blocks;
+        // Four weight rows at a time, one from each quarter of [j0, j1) as in gemv_f32_avx2: four
+        // independent FMA chains, the activation block loaded once for all four, and four long
+        // sequential streams per core.
+        const int64_t quarter = (j1 - j0) / 4;
+        for (int64_t i = 0; i < quarter; i++) {
+            int64_t rows[4];
+            gemv_quarter_rows(j0, quarter, i, rows);
             __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int64_t b = 0; b < blocks; b++) {
-                // The next four rows, so several DRAM reads are in flight per core.
-                if ((b & 1) == 0 && j + 8 <= j1)
-                    for (int u = 4; u < 8; u++) _mm_prefetch((const char *)(w0 + u * k + b * CK_Q8_BLOCK), _MM_HINT_T0);
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
                 for (int u = 0; u < 4; u++)
-                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(w0 + u * k + b * CK_Q8_BLOCK, x), _mm256_set1_ps(s0[u * blocks + b] * sr[b]), acc[u]);
+                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x),
+                                             _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), acc[u]);
             }
-            for (int u = 0; u < 4; u++) y[r * ldy + j + u] = hsum256(acc[u]) + (bias ? bias[j + u] : 0.0f);
+            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = hsum256(acc[u]) + (bias ? bias[rows[u]] : 0.0f);
         }
+        int64_t j = j0 + 4 * quarter;
         for (; j < j1; j++) {
             __m256 acc = _mm256_setzero_ps();
             for (int64_t b = 0; b < blocks; b++) {

@@ -79,17 +79,6 @@ struct Bench: ParsableCommand {
             }
             return (prefill, Self.seconds(since: decodeStart))
         }
-        _ = try once(promptLength: min(promptLen, 16), tokens: min(newTokens, 4))
-        var prefillRates: [Double] = []
-        var decodeRates: [Double] = []
-        for _ in 0..<runs {
-            let (prefill, decode) = try once(promptLength: promptLen, tokens: newTokens)
-            prefillRates.append(Double(batch * promptLen) / prefill)
-            if newTokens > 0 { decodeRates.append(Double(batch * newTokens) / decode) }
-        }
-        // Peak memory of the model's work, read before the bandwidth probe allocates its buffer.
-        let peakResident = Self.peakResidentBytes()
-        let bandwidth = Fast.measureReadBandwidth(threads: threadCount)
         // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
         // the fp32 state.
         let weights = lm.backbone.weights
@@ -97,6 +86,40 @@ struct Bench: ParsableCommand {
         for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
         let stateBytes = 4 * batch * config.numHiddenLayers * ((config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize)
         let bytesPerStep = matrixBytes + 2 * stateBytes
+
+        _ = try once(promptLength: min(promptLen, 16), tokens: min(newTokens, 4))
+        // The machine's bandwidth drifts by tens of percent within a minute, so each timed run is
+        // paired with a bandwidth probe right after it, where the peak-memory reading can be
+        // reset after the probe's buffer is freed (Linux); elsewhere one probe follows all runs.
+        let pairProbes = Self.canResetPeakResident
+        var peakResident = 0
+        var prefillRates: [Double] = []
+        var decodeRates: [Double] = []
+        var bandwidths: [Double] = []
+        var fractions: [Double] = []
+        func pairedProbe() -> Double {
+            peakResident = max(peakResident, Self.peakResidentBytes())
+            let bandwidth = Fast.measureReadBandwidth(threads: threadCount, repeats: 3)
+            Self.resetPeakResident()
+            bandwidths.append(bandwidth)
+            return bandwidth
+        }
+        for _ in 0..<runs {
+            let (prefill, decode) = try once(promptLength: promptLen, tokens: newTokens)
+            prefillRates.append(Double(batch * promptLen) / prefill)
+            guard newTokens > 0 else { continue }
+            let rate = Double(batch * newTokens) / decode
+            decodeRates.append(rate)
+            if pairProbes { fractions.append(rate / (pairedProbe() / Double(bytesPerStep) * Double(batch))) }
+        }
+        // Peak memory of the model's work, read before an unpaired probe allocates its buffer.
+        peakResident = max(peakResident, Self.peakResidentBytes())
+        if bandwidths.isEmpty {
+            let bandwidth = Fast.measureReadBandwidth(threads: threadCount)
+            bandwidths.append(bandwidth)
+            fractions = decodeRates.map { $0 / (bandwidth / Double(bytesPerStep) * Double(batch)) }
+        }
+        let bandwidth = Self.median(bandwidths)
         let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
         print(try JSONLine.encode([
             "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
@@ -110,6 +133,7 @@ struct Bench: ParsableCommand {
             "memory_read_bytes_per_second": .double(bandwidth),
             "decode_bytes_per_step": .int(bytesPerStep),
             "decode_bandwidth_bound_tokens_per_second": .double(bandwidth / Double(bytesPerStep) * Double(batch)),
+            "decode_fraction_of_bound": .double(Self.median(fractions)),
         ]))
     }
 
@@ -145,6 +169,15 @@ struct Bench: ParsableCommand {
 
     static func seconds(since start: DispatchTime) -> Double {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+
+    static var canResetPeakResident: Bool { FileManager.default.isWritableFile(atPath: "/proc/self/clear_refs") }
+
+    /// Sets VmHWM back to the current resident size (Linux: "5" to /proc/self/clear_refs).
+    static func resetPeakResident() {
+        guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return }
+        try? handle.write(contentsOf: Data("5".utf8))
+        try? handle.close()
     }
 
     /// VmHWM from /proc/self/status (0 where there is none).

@@ -95,7 +95,8 @@ struct QuantizedPathTests {
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
         var x = randomTensor([rows, k], in: -3...3, using: &generator)
         for c in 0..<min(32, k) { x.scalars[c] = Float(c) * 1e-41 }  // a block whose scale is below the smallest normal
-        let n = 7
+        // 23 rows: one thread's quarters of 5 rows and a 3-row tail, two threads' slices of 4.
+        let n = 23
         let quantized = WeightView(randomTensor([n, k], using: &generator), as: .int8)
         var bytes = Array(quantized.quantizedValues!.bytes)
         bytes[3] = 0x80  // −128
@@ -106,10 +107,12 @@ struct QuantizedPathTests {
         let reference = Reference.linear(x, weight: weight)
         for isa in Fast.availableInstructionSets {
             Fast.limitInstructionSet(isa)
-            let fast = Fast.linear(x, weight: weight, threads: 2)
-            let d = difference(fast, reference)
-            let scale = reference.scalars.map(abs).max()!
-            #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k): max \(d.max) at \(d.at) of \(scale)")
+            for threads in [1, 2] {
+                let fast = Fast.linear(x, weight: weight, threads: threads)
+                let d = difference(fast, reference)
+                let scale = reference.scalars.map(abs).max()!
+                #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k), threads \(threads): max \(d.max) at \(d.at) of \(scale)")
+            }
         }
     }
 }

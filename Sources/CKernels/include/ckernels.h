@@ -45,8 +45,10 @@ void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, con
 /// Atomically adds 1 to *counter and returns its previous value (work sharing between threads).
 int64_t ck_fetch_increment(int64_t *counter);
 
-/// Sums `count` floats (a memory-bandwidth probe: reads every byte once).
-float ck_sum(const float *x, int64_t count);
+/// Sums `count` floats (a memory-bandwidth probe: reads every byte once), as one sequential run
+/// or as `streams` (1–8) equal parts read side by side, the access pattern of the matrix-vector
+/// kernels.
+float ck_sum(const float *x, int64_t count, int32_t streams);
 
 /// Widens `count` elements of `src` (dtype) from element `offset` into dst.
 void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst);
