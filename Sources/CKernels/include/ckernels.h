@@ -45,6 +45,16 @@ void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, con
 /// Atomically adds 1 to *counter and returns its previous value (work sharing between threads).
 int64_t ck_fetch_increment(int64_t *counter);
 
+/// A job for ck_pool_run, called once on each participating thread with its index.
+typedef void (*ck_job)(void *context, int32_t participant);
+
+/// Runs job(context, i) for i in 0..<participants: 0 on the calling thread, the others on
+/// persistent worker threads that spin for a short while after each job before they sleep, so
+/// back-to-back parallel products do not each pay a thread wake-up. Returns 1 when the job ran;
+/// 0, having run nothing, when another caller holds the pool (or the platform has no pthreads),
+/// and the caller then runs the job some other way.
+int32_t ck_pool_run(int32_t participants, ck_job job, void *context);
+
 /// Sums `count` floats (a memory-bandwidth probe: reads every byte once), as one sequential run
 /// or as `streams` (1–8) equal parts read side by side, the access pattern of the matrix-vector
 /// kernels.

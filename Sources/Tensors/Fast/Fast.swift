@@ -31,29 +31,26 @@ public enum Fast {
     public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
 
     /// Runs `body(range)` over consecutive slices of `0..<count` on `threads` threads. Each thread
-    /// takes the next of about four slices per thread as it becomes free, so a thread that wakes
-    /// late (the caller starts at once, a worker some microseconds later) costs little: nobody
-    /// waits on half of the work. Every index is in exactly one slice.
+    /// takes the next of about four slices per thread as it becomes free, so a thread that starts
+    /// late costs little: nobody waits on half of the work. Every index is in exactly one slice.
+    /// The threads are CKernels' spinning pool when it is free and there are no more threads
+    /// than cores (a spinning worker must not wait for a core), otherwise Dispatch's.
     public static func parallelFor(_ count: Int, threads: Int, _ body: (Range<Int>) -> Void) {
         let parts = max(1, min(threads, count))
         guard parts > 1 else {
             if count > 0 { body(0..<count) }
             return
         }
-        let slices = min(count, parts * 4)
         var next: Int64 = 0
-        // The slices touch disjoint memory; concurrentPerform returns only when all are done.
+        // The slices touch disjoint memory; both ways return only when all are done.
         withUnsafeMutablePointer(to: &next) { counter in
             withoutActuallyEscaping(body) { body in
-                let work = UncheckedSendable(body)
-                let shared = UncheckedSendable(counter)
-                DispatchQueue.concurrentPerform(iterations: parts) { _ in
-                    while true {
-                        let slice = Int(ck_fetch_increment(shared.value))
-                        guard slice < slices else { return }
-                        work.value((count * slice / slices)..<(count * (slice + 1) / slices))
-                    }
+                var job = SliceJob(body: body, count: count, slices: min(count, parts * 4), next: counter)
+                if parts <= defaultThreads, withUnsafeMutablePointer(to: &job, { ck_pool_run(Int32(parts), runSliceJob, $0) }) != 0 {
+                    return
                 }
+                let shared = UncheckedSendable(job)
+                DispatchQueue.concurrentPerform(iterations: parts) { _ in shared.value.run() }
             }
         }
     }
@@ -328,6 +325,26 @@ public enum Fast {
         }
         return (y, state)
     }
+}
+
+/// The slices of one `parallelFor`, taken one at a time by every thread that runs it.
+private struct SliceJob {
+    let body: (Range<Int>) -> Void
+    let count: Int
+    let slices: Int
+    let next: UnsafeMutablePointer<Int64>
+
+    func run() {
+        while true {
+            let slice = Int(ck_fetch_increment(next))
+            guard slice < slices else { return }
+            body((count * slice / slices)..<(count * (slice + 1) / slices))
+        }
+    }
+}
+
+private let runSliceJob: ck_job = { context, _ in
+    context!.assumingMemoryBound(to: SliceJob.self).pointee.run()
 }
 
 /// A value handed to the threads of `parallelFor`, which joins them before returning.

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import Tensors
+
+/// `parallelFor` runs on CKernels' spinning pool when it is free, on Dispatch when another caller
+/// holds it or more threads than cores are asked for; every way must visit each index once.
+@Suite("parallelFor visits every index exactly once, on the pool and off it")
+struct ParallelForTests {
+    /// How often `parallelFor` visited each index of `0..<count`.
+    static func visits(_ count: Int, threads: Int) -> [Int] {
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
+        counts.initialize(repeating: 0)
+        defer { counts.deallocate() }
+        // Slices are disjoint, so plain writes suffice; a slice given twice shows up as a 2.
+        Fast.parallelFor(count, threads: threads) { range in
+            for index in range { counts[index] += 1 }
+        }
+        return Array(counts.prefix(count))
+    }
+
+    @Test("counts and thread counts, below and above the number of cores",
+          arguments: [0, 1, 2, 7, 8, 9, 100, 1001], [1, 2, 3, 8])
+    func coverage(count: Int, threads: Int) {
+        #expect(Self.visits(count, threads: threads) == Array(repeating: 1, count: count))
+    }
+
+    @Test("back-to-back calls, and calls after the workers have gone to sleep")
+    func sleepingWorkers() throws {
+        for round in 0..<6 {
+            for _ in 0..<50 { #expect(Self.visits(97, threads: 2) == Array(repeating: 1, count: 97)) }
+            // Longer than the workers spin, so the next call wakes them from their condition variable.
+            if round % 2 == 1 { Thread.sleep(forTimeInterval: 0.01) }
+        }
+    }
+
+    @Test("a parallelFor inside another one")
+    func nested() {
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 10 * 50)
+        counts.initialize(repeating: 0)
+        defer { counts.deallocate() }
+        Fast.parallelFor(10, threads: 2) { outer in
+            for row in outer {
+                Fast.parallelFor(50, threads: 2) { inner in
+                    for column in inner { counts[row * 50 + column] += 1 }
+                }
+            }
+        }
+        #expect(Array(counts) == Array(repeating: 1, count: 500))
+    }
+
+    @Test("many callers at once: one holds the pool, the others go through Dispatch")
+    func concurrentCallers() async {
+        let failures = await withTaskGroup(of: Int.self) { group in
+            for caller in 0..<8 {
+                group.addTask {
+                    var failures = 0
+                    for call in 0..<100 {
+                        let count = 1 + (caller * 100 + call) % 200
+                        if Self.visits(count, threads: 2) != Array(repeating: 1, count: count) { failures += 1 }
+                    }
+                    return failures
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(failures == 0)
+    }
+}
