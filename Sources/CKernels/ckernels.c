@@ -300,7 +300,23 @@ CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (index)))), 16))
 #define CK_LOAD8_F16(w, index) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (index))))
 
-#define CK_DEFINE_LINEAR_AVX2(NAME, LOAD, DTYPE)                                                                   \
+// One input row times one weight row (from element `offset` of w): the leftover rows of the
+// kernels below.
+#define CK_DEFINE_DOT_AVX2(NAME, LOAD, DTYPE)                                                                      \
+    CK_INLINE CK_AVX2 float NAME(const float *x, int64_t k, const void *w, int64_t offset) {                      \
+        const int64_t k8 = k & ~(int64_t)7;                                                                        \
+        __m256 acc = _mm256_setzero_ps();                                                                          \
+        for (int64_t c = 0; c < k8; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), LOAD(w, offset + c), acc); \
+        float sum = hsum256(acc);                                                                                  \
+        for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, offset + c);                          \
+        return sum;                                                                                                \
+    }
+
+CK_DEFINE_DOT_AVX2(dot_f32_avx2, CK_LOAD8_F32, CK_F32)
+CK_DEFINE_DOT_AVX2(dot_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
+CK_DEFINE_DOT_AVX2(dot_f16_avx2, CK_LOAD8_F16, CK_F16)
+
+#define CK_DEFINE_LINEAR_AVX2(NAME, LOAD, DOT, DTYPE)                                                                   \
     static CK_AVX2 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,            \
                              const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                                                \
         const int64_t k8 = k & ~(int64_t)7;                                                                        \
@@ -355,22 +371,14 @@ CK_DEFINE_LINEAR(linear_f16_avx512, CK_LOAD_F16, CK_F16)
                     y[r * ldy + j + 1] = s1 + (bias ? bias[j + 1] : 0.0f);                                         \
                 }                                                                                                  \
             }                                                                                                      \
-            for (; j < j1; j++) {                                                                                  \
-                for (int64_t r = mb; r < me; r++) {                                                                \
-                    __m256 acc = _mm256_setzero_ps();                                                              \
-                    for (int64_t c = 0; c < k8; c += 8)                                                            \
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + c), LOAD(w, j * ldw + c), acc);            \
-                    float sum = hsum256(acc);                                                                      \
-                    for (int64_t c = k8; c < k; c++) sum += x[r * ldx + c] * load_scalar(w, DTYPE, j * ldw + c);       \
-                    y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                \
-                }                                                                                                  \
-            }                                                                                                      \
+            for (; j < j1; j++)                                                                                    \
+                for (int64_t r = mb; r < me; r++) y[r * ldy + j] = DOT(x + r * ldx, k, w, j * ldw) + (bias ? bias[j] : 0.0f); \
         }                                                                                                          \
     }
 
-CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, CK_F32)
-CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, CK_BF16)
-CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, CK_F16)
+CK_DEFINE_LINEAR_AVX2(linear_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32)
+CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, dot_bf16_avx2, CK_BF16)
+CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 
 // Matrix-vector products (decoding). Four weight rows at a time, as in the product above, but
 // one from each quarter of the rows [j0, j1) rather than four neighbours: each core then streams
@@ -381,7 +389,7 @@ CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t
     for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
 }
 
-#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DTYPE)                                                                     \
+#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DOT, DTYPE)                                                                     \
     static CK_AVX2 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,      \
                              int64_t j0, int64_t j1) {                                                             \
         const int64_t k8 = k & ~(int64_t)7, quarter = (j1 - j0) / 4;                                               \
@@ -409,17 +417,57 @@ CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t
                 y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                  \
             }                                                                                                      \
         }                                                                                                          \
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++) {                                                          \
-            __m256 acc = _mm256_setzero_ps();                                                                      \
-            for (int64_t c = 0; c < k8; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), LOAD(w, j * ldw + c), acc); \
-            float sum = hsum256(acc);                                                                              \
-            for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                     \
-            y[j] = sum + (bias ? bias[j] : 0.0f);                                                                  \
-        }                                                                                                          \
+        for (int64_t j = j0 + 4 * quarter; j < j1; j++) y[j] = DOT(x, k, w, j * ldw) + (bias ? bias[j] : 0.0f);     \
     }
 
-CK_DEFINE_GEMV_AVX2(gemv_f32_avx2, CK_LOAD8_F32, CK_F32)
-CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, CK_F16)
+CK_DEFINE_GEMV_AVX2(gemv_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32)
+CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
+
+// Batched decoding (2 to CK_GEMV_BATCH input rows): the same four quarter rows, each weight
+// loaded once for two input rows at a time; the first pair reads the four rows from memory, the
+// later pairs find them in L1/L2 (4 rows of k ≤ 2048 floats fit).
+enum { CK_GEMV_BATCH = 16 };
+
+#define CK_DEFINE_GEMV_BATCH_AVX2(NAME, LOAD, DOT, DTYPE)                                                               \
+    static CK_AVX2 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,          \
+                             const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                   \
+        const int64_t k8 = k & ~(int64_t)7, quarter = (j1 - j0) / 4;                                               \
+        for (int64_t i = 0; i < quarter; i++) {                                                                    \
+            int64_t rows[4];                                                                                       \
+            gemv_quarter_rows(j0, quarter, i, rows);                                                               \
+            for (int64_t r = 0; r < m; r += 2) {                                                                   \
+                /* The last of an odd number of input rows pairs with itself. */                                   \
+                const float *x0 = x + r * ldx, *x1 = r + 1 < m ? x0 + ldx : x0;                                    \
+                __m256 acc0[4], acc1[4];                                                                           \
+                for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                               \
+                for (int64_t c = 0; c < k8; c += 8) {                                                              \
+                    const __m256 xv0 = _mm256_loadu_ps(x0 + c), xv1 = _mm256_loadu_ps(x1 + c);                     \
+                    for (int u = 0; u < 4; u++) {                                                                  \
+                        const __m256 wv = LOAD(w, rows[u] * ldw + c);                                              \
+                        acc0[u] = _mm256_fmadd_ps(xv0, wv, acc0[u]);                                               \
+                        acc1[u] = _mm256_fmadd_ps(xv1, wv, acc1[u]);                                               \
+                    }                                                                                              \
+                }                                                                                                  \
+                for (int u = 0; u < 4; u++) {                                                                      \
+                    float s0 = hsum256(acc0[u]), s1 = hsum256(acc1[u]);                                            \
+                    for (int64_t c = k8; c < k; c++) {                                                             \
+                        const float wc = load_scalar(w, DTYPE, rows[u] * ldw + c);                                 \
+                        s0 += x0[c] * wc;                                                                          \
+                        s1 += x1[c] * wc;                                                                          \
+                    }                                                                                              \
+                    const float b = bias ? bias[rows[u]] : 0.0f;                                                   \
+                    y[r * ldy + rows[u]] = s0 + b;                                                                 \
+                    if (r + 1 < m) y[(r + 1) * ldy + rows[u]] = s1 + b;                                            \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                            \
+            for (int64_t r = 0; r < m; r++) y[r * ldy + j] = DOT(x + r * ldx, k, w, j * ldw) + (bias ? bias[j] : 0.0f); \
+    }
+
+CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32)
+CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_bf16_avx2, CK_LOAD8_BF16, dot_bf16_avx2, CK_BF16)
+CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 
 // bf16: a 256-bit load holds 16 weights; shifting each 32-bit lane left by 16 gives the even ones
 // as fp32, masking the low half gives the odd ones, so x is split into its even and odd elements
@@ -490,17 +538,21 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
         }
     }
     if (ck_isa() == 1) {
-        // Decoding: one input row, or up to three in bf16 (whose split of x pays per row); more
-        // rows go through the block kernels, which load each weight once for all of them.
-        if (m == 1 || (dtype == CK_BF16 && m < 4)) {
-            for (int64_t r = 0; r < m; r++) {
-                switch (dtype) {
-                case CK_BF16: gemv_bf16_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
-                case CK_F16: gemv_f16_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
-                default: gemv_f32_avx2(x + r * ldx, k, w, ldw, bias, y + r * ldy, j0, j1); break;
-                }
+        // Decoding: one input row, or a batch of a few; more rows (prefill) go through the block
+        // kernels, which keep each weight in registers for four input rows.
+        if (m == 1) {
+            switch (dtype) {
+            case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
+            case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
+            default: gemv_f32_avx2(x, k, w, ldw, bias, y, j0, j1); return;
             }
-            return;
+        }
+        if (m <= CK_GEMV_BATCH) {
+            switch (dtype) {
+            case CK_BF16: gemv_batch_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+            case CK_F16: gemv_batch_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+            default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+            }
         }
         switch (dtype) {
         case CK_BF16: linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
