@@ -5,7 +5,8 @@ Both run random weights of a published Mamba-2 shape (default: state-spaces/mamb
 the same thread count; speed does not depend on the weights' values. Prints a table of prefill
 and decode tokens/s with the ratio ours / transformers, ours' prefill from 512 to 8192 tokens
 (it must stay linear), ours' peak RSS after 64 and 512 decoded tokens (it must not grow), and the
-bandwidth bound for decoding measured in the same run.
+bandwidth bound for decoding measured in the same run ("% bound": the median over the timed runs of
+each run's decode rate against the bound from a bandwidth probe right after it).
 
 Usage (repository root, after `swift build -c release`):
   python3 scripts/bench_peer.py [--threads 2] [--dtypes float32 bfloat16] [--json]
@@ -83,10 +84,10 @@ def main():
             results["rows"].append(dict(dtype=dtype, prompt_len=prompt_len, hf_prefill=hf_prefill, hf_decode=hf_decode,
                                         ours_prefill=mine["prefill_tokens_per_second"], ours_decode=mine["decode_tokens_per_second"],
                                         bound=mine["decode_bandwidth_bound_tokens_per_second"], bandwidth=mine["memory_read_bytes_per_second"],
-                                        isa=mine["isa"]))
+                                        fraction=mine["decode_fraction_of_bound"], isa=mine["isa"]))
     scaling = {length: ours(args.binary, args.shape, args.threads, "float32", length, 0, 1)["prefill_tokens_per_second"] for length in (512, 2048, 8192)}
     memory = {tokens: ours(args.binary, args.shape, args.threads, "float32", 64, tokens, 1)["peak_rss_bytes"] for tokens in (64, 512)}
-    batch = {b: ours(args.binary, args.shape, args.threads, "float32", 64, 32, 1, batch=b)["decode_tokens_per_second"] for b in (1, 8)}
+    batch = {b: ours(args.binary, args.shape, args.threads, "float32", 64, 32, args.runs, batch=b)["decode_tokens_per_second"] for b in (1, 8)}
     results.update(scaling=scaling, memory=memory, batch_decode=batch)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -95,7 +96,7 @@ def main():
     print(f"{'dtype':9} {'prompt':>6} | {'HF prefill':>10} {'ours':>8} {'ratio':>6} | {'HF decode':>9} {'ours':>7} {'ratio':>6} {'bound':>7} {'% bound':>7}")
     for row in results["rows"]:
         print(f"{row['dtype']:9} {row['prompt_len']:6} | {row['hf_prefill']:10.1f} {row['ours_prefill']:8.1f} {row['ours_prefill'] / row['hf_prefill']:6.2f} | "
-              f"{row['hf_decode']:9.1f} {row['ours_decode']:7.1f} {row['ours_decode'] / row['hf_decode']:6.2f} {row['bound']:7.1f} {100 * row['ours_decode'] / row['bound']:6.0f}%")
+              f"{row['hf_decode']:9.1f} {row['ours_decode']:7.1f} {row['ours_decode'] / row['hf_decode']:6.2f} {row['bound']:7.1f} {100 * row['fraction']:6.0f}%")
     print("ours, prefill tokens/s by prompt length (fp32):", {k: round(v, 1) for k, v in scaling.items()},
           f"8192 vs 512: {scaling[8192] / scaling[512]:.2f}")
     print("ours, peak RSS after 64 and 512 decoded tokens:", {k: f"{v / 2**20:.0f} MiB" for k, v in memory.items()})

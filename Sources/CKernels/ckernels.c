@@ -255,7 +255,7 @@ static void linear_generic(const float *x, int64_t ldx, int64_t m, int64_t k, co
                         }                                                                                          \
                 }                                                                                                  \
                 for (; r < me; r++) {                                                                              \
-                    /* Decoding's case: two sums per weight row, so eight FMA chains hide the latency. */         \
+                    /* The last 1-3 input rows: two sums per weight row, so eight FMA chains hide the latency. */\
                     __m512 acc[4], acc2[4];                                                                        \
                     for (int b = 0; b < 4; b++) acc[b] = acc2[b] = _mm512_setzero_ps();                            \
                     int64_t c = 0;                                                                                 \
@@ -346,7 +346,7 @@ CK_DEFINE_DOT_AVX2(dot_f16_avx2, CK_LOAD8_F16, CK_F16)
                         }                                                                                          \
                 }                                                                                                  \
                 for (; r < me; r++) {                                                                              \
-                    /* Decoding's case: four sums per weight row, so eight FMA chains hide the latency. */        \
+                    /* The last 1-3 input rows: four sums per weight row, so eight FMA chains hide the latency. */\
                     __m256 acc0[4], acc1[4];                                                                       \
                     for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                           \
                     int64_t c = 0;                                                                                 \
@@ -530,6 +530,24 @@ static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t k, const void *w, int
 static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw, int32_t dtype,
                     const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
 #ifdef CK_X86
+    // Decoding (one input row, or a batch of a few) on every level with AVX2, AVX-512 machines
+    // included: these products are bound by memory, where 256-bit loads do as well, and these
+    // are the kernels this project's machine runs and measures. More rows (prefill) go through
+    // the block kernels, which keep each weight in registers for four input rows.
+    if (ck_isa() >= 1 && m == 1) {
+        switch (dtype) {
+        case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
+        case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
+        default: gemv_f32_avx2(x, k, w, ldw, bias, y, j0, j1); return;
+        }
+    }
+    if (ck_isa() >= 1 && m <= CK_GEMV_BATCH) {
+        switch (dtype) {
+        case CK_BF16: gemv_batch_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        case CK_F16: gemv_batch_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
+        }
+    }
     if (ck_isa() == 2) {
         switch (dtype) {
         case CK_BF16: linear_bf16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
@@ -538,22 +556,6 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
         }
     }
     if (ck_isa() == 1) {
-        // Decoding: one input row, or a batch of a few; more rows (prefill) go through the block
-        // kernels, which keep each weight in registers for four input rows.
-        if (m == 1) {
-            switch (dtype) {
-            case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-            case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-            default: gemv_f32_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-            }
-        }
-        if (m <= CK_GEMV_BATCH) {
-            switch (dtype) {
-            case CK_BF16: gemv_batch_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-            case CK_F16: gemv_batch_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-            default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-            }
-        }
         switch (dtype) {
         case CK_BF16: linear_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         case CK_F16: linear_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
