@@ -29,11 +29,11 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     atomic_int busy;              // 1 while a caller owns the pool
-    atomic_uint_fast64_t generation;  // bumped once per job
-    atomic_int done;              // workers finished with the current generation
+    atomic_uint_fast64_t state;   // generation · 2, + 1 while the current job is open to workers
+    atomic_int active;            // workers inside the current job
     atomic_int sleepers;          // workers waiting on `wake`
     int workers;                  // threads started (only the owner touches it)
-    int needed;                   // workers that run the current job (the others only acknowledge it)
+    int needed;                   // workers that may join the current job
     ck_job job;
     void *context;
     uint_fast64_t start[CK_POOL_MAX + 1];  // the generation each worker was started at
@@ -49,25 +49,30 @@ static void *pool_worker(void *argument) {
     const int index = (int)(intptr_t)argument;
     uint_fast64_t seen = pool.start[index];
     for (;;) {
-        uint_fast64_t current = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        uint_fast64_t state = atomic_load_explicit(&pool.state, memory_order_acquire);
         const int64_t deadline = monotonic_ns() + CK_POOL_SPIN_NS;
-        for (int spins = 1; current == seen; spins++) {
+        for (int spins = 1; state >> 1 == seen; spins++) {
             CK_RELAX();
             if (spins % 256 == 0 && monotonic_ns() > deadline) {
-                // Idle: sleep until the next job. `sleepers` and `generation` are sequentially
+                // Idle: sleep until the next job. `sleepers` and `state` are sequentially
                 // consistent, so a caller either sees this sleeper or this check sees its job.
                 pthread_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleepers, 1);
-                while ((current = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+                while ((state = atomic_load(&pool.state)) >> 1 == seen) pthread_cond_wait(&pool.wake, &pool.lock);
                 atomic_fetch_sub(&pool.sleepers, 1);
                 pthread_mutex_unlock(&pool.lock);
                 break;
             }
-            current = atomic_load_explicit(&pool.generation, memory_order_acquire);
+            state = atomic_load_explicit(&pool.state, memory_order_acquire);
         }
-        seen = current;
-        if (index <= pool.needed) pool.job(pool.context, index);
-        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+        seen = state >> 1;
+        if (!(state & 1) || index > pool.needed) continue;
+        // Join only a job still open after announcing ourselves: the caller closes it, then
+        // waits for `active` to fall to 0 (both sequentially consistent), so either it waits
+        // for us or we see it closed and leave it alone.
+        atomic_fetch_add(&pool.active, 1);
+        if (atomic_load(&pool.state) == state) pool.job(pool.context, index);
+        atomic_fetch_sub_explicit(&pool.active, 1, memory_order_release);
     }
     return NULL;
 }
@@ -78,7 +83,7 @@ int32_t ck_pool_run(int32_t participants, ck_job job, void *context) {
     if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return 0;
     while (pool.workers < participants - 1) {
         const int index = pool.workers + 1;
-        pool.start[index] = atomic_load(&pool.generation);
+        pool.start[index] = atomic_load(&pool.state) >> 1;
         pthread_attr_t attributes;
         pthread_t thread;
         pthread_attr_init(&attributes);
@@ -94,17 +99,18 @@ int32_t ck_pool_run(int32_t participants, ck_job job, void *context) {
     pool.job = job;
     pool.context = context;
     pool.needed = participants - 1;
-    atomic_store(&pool.done, 0);
-    atomic_fetch_add(&pool.generation, 1);
+    const uint_fast64_t open = ((atomic_load(&pool.state) >> 1) + 1) * 2 + 1;
+    atomic_store(&pool.state, open);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.lock);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.lock);
     }
+    // The caller works too, and a job too small for a worker to join in time is simply done
+    // here: a worker never has to arrive, only to finish what it joined.
     job(context, 0);
-    // Every worker acknowledges every generation, so none can still be reading this job's
-    // fields when the next caller writes them.
-    for (int spins = 1; atomic_load_explicit(&pool.done, memory_order_acquire) < pool.workers; spins++) {
+    atomic_store(&pool.state, open - 1);
+    for (int spins = 1; atomic_load(&pool.active) > 0; spins++) {
         if (spins < 4096) CK_RELAX();
         else sched_yield();
     }

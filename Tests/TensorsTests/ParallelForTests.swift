@@ -6,14 +6,19 @@ import Testing
 /// holds it or more threads than cores are asked for; every way must visit each index once.
 @Suite("parallelFor visits every index exactly once, on the pool and off it")
 struct ParallelForTests {
-    /// How often `parallelFor` visited each index of `0..<count`.
+    /// How often `parallelFor` visited each index of `0..<count`, each visit taking a few
+    /// microseconds, so a slice still running when `parallelFor` returns would show up as a 0.
     static func visits(_ count: Int, threads: Int) -> [Int] {
         let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: max(count, 1))
         counts.initialize(repeating: 0)
         defer { counts.deallocate() }
         // Slices are disjoint, so plain writes suffice; a slice given twice shows up as a 2.
         Fast.parallelFor(count, threads: threads) { range in
-            for index in range { counts[index] += 1 }
+            for index in range {
+                let start = DispatchTime.now().uptimeNanoseconds
+                while DispatchTime.now().uptimeNanoseconds - start < 2_000 {}
+                counts[index] += 1
+            }
         }
         return Array(counts.prefix(count))
     }

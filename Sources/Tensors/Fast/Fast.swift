@@ -27,8 +27,9 @@ public enum Fast {
         ck_limit_isa(Int32(name.flatMap { ["portable", "avx2", "avx512"].firstIndex(of: $0) } ?? -1))
     }
 
-    /// All cores by default.
-    public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
+    /// All cores by default. Read once: Foundation reads it from files on Linux (cgroup limits),
+    /// too slow for `parallelFor`, which checks it on every call.
+    public static let defaultThreads = ProcessInfo.processInfo.activeProcessorCount
 
     /// Runs `body(range)` over consecutive slices of `0..<count` on `threads` threads. Each thread
     /// takes the next of about four slices per thread as it becomes free, so a thread that starts
