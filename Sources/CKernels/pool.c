@@ -32,6 +32,7 @@ static struct {
     atomic_uint_fast64_t state;   // generation · 2, + 1 while the current job is open to workers
     atomic_int active;            // workers inside the current job
     atomic_int sleepers;          // workers waiting on `wake`
+    atomic_llong jobs;            // jobs run (for tests)
     int workers;                  // threads started (only the owner touches it)
     int needed;                   // workers that may join the current job
     ck_job job;
@@ -66,12 +67,12 @@ static void *pool_worker(void *argument) {
             state = atomic_load_explicit(&pool.state, memory_order_acquire);
         }
         seen = state >> 1;
-        if (!(state & 1) || index > pool.needed) continue;
+        if (!(state & 1)) continue;
         // Join only a job still open after announcing ourselves: the caller closes it, then
         // waits for `active` to fall to 0 (both sequentially consistent), so either it waits
-        // for us or we see it closed and leave it alone.
+        // for us or we see it closed and leave it alone (and read none of its fields).
         atomic_fetch_add(&pool.active, 1);
-        if (atomic_load(&pool.state) == state) pool.job(pool.context, index);
+        if (atomic_load(&pool.state) == state && index <= pool.needed) pool.job(pool.context, index);
         atomic_fetch_sub_explicit(&pool.active, 1, memory_order_release);
     }
     return NULL;
@@ -114,9 +115,12 @@ int32_t ck_pool_run(int32_t participants, ck_job job, void *context) {
         if (spins < 4096) CK_RELAX();
         else sched_yield();
     }
+    atomic_fetch_add_explicit(&pool.jobs, 1, memory_order_relaxed);
     atomic_store_explicit(&pool.busy, 0, memory_order_release);
     return 1;
 }
+
+int64_t ck_pool_jobs(void) { return atomic_load(&pool.jobs); }
 
 #else
 
@@ -124,5 +128,7 @@ int32_t ck_pool_run(int32_t participants, ck_job job, void *context) {
     (void)participants, (void)job, (void)context;
     return 0;
 }
+
+int64_t ck_pool_jobs(void) { return 0; }
 
 #endif

@@ -91,16 +91,20 @@ struct Bench: ParsableCommand {
         // The machine's bandwidth drifts by tens of percent within a minute, so each timed run is
         // paired with a bandwidth probe right after it, where the peak-memory reading can be
         // reset after the probe's buffer is freed (Linux); elsewhere one probe follows all runs.
-        let pairProbes = Self.canResetPeakResident
+        var pairProbes = Self.canResetPeakResident
         var peakResident = 0
         var prefillRates: [Double] = []
         var decodeRates: [Double] = []
         var bandwidths: [Double] = []
         var fractions: [Double] = []
         func pairedProbe() -> Double {
-            peakResident = max(peakResident, Self.peakResidentBytes())
+            let before = Self.peakResidentBytes()
+            peakResident = max(peakResident, before)
             let bandwidth = Fast.measureReadBandwidth(threads: threadCount, repeats: 3)
             Self.resetPeakResident()
+            // Where the reset did not take, the probe's 1 GiB stays in VmHWM: no more paired
+            // probes, and the peak read before this one stands.
+            if Self.peakResidentBytes() >= before + (1 << 29) { pairProbes = false }
             bandwidths.append(bandwidth)
             return bandwidth
         }
@@ -112,8 +116,9 @@ struct Bench: ParsableCommand {
             decodeRates.append(rate)
             if pairProbes { fractions.append(rate / (pairedProbe() / Double(bytesPerStep) * Double(batch))) }
         }
-        // Peak memory of the model's work, read before an unpaired probe allocates its buffer.
-        peakResident = max(peakResident, Self.peakResidentBytes())
+        // Peak memory of the model's work, read before an unpaired probe allocates its buffer
+        // (and not at all after a reset that did not take).
+        if pairProbes || bandwidths.isEmpty { peakResident = max(peakResident, Self.peakResidentBytes()) }
         if bandwidths.isEmpty {
             let bandwidth = Fast.measureReadBandwidth(threads: threadCount)
             bandwidths.append(bandwidth)

@@ -29,6 +29,15 @@ struct ParallelForTests {
         #expect(Self.visits(count, threads: threads) == Array(repeating: 1, count: count))
     }
 
+    @Test("two threads on a machine with two or more cores run on the pool")
+    func usesThePool() {
+        guard Fast.defaultThreads >= 2 else { return }
+        let before = Fast.pooledJobs
+        // Other tests may hold the pool for a moment; some of these calls must find it free.
+        for _ in 0..<200 { #expect(Self.visits(16, threads: 2) == Array(repeating: 1, count: 16)) }
+        #expect(Fast.pooledJobs > before)
+    }
+
     @Test("back-to-back calls, and calls after the workers have gone to sleep")
     func sleepingWorkers() throws {
         for round in 0..<6 {

@@ -55,6 +55,9 @@ typedef void (*ck_job)(void *context, int32_t participant);
 /// and the caller then runs the job some other way.
 int32_t ck_pool_run(int32_t participants, ck_job job, void *context);
 
+/// How many jobs ck_pool_run has run (so tests can see that the pool is used).
+int64_t ck_pool_jobs(void);
+
 /// Sums `count` floats (a memory-bandwidth probe: reads every byte once), as one sequential run
 /// or as `streams` (1–8) equal parts read side by side, the access pattern of the matrix-vector
 /// kernels.

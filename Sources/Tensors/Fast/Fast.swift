@@ -65,6 +65,9 @@ public enum Fast {
         }
     }
 
+    /// How many `parallelFor` calls have run on the spinning pool (the rest went through Dispatch).
+    public static var pooledJobs: Int { Int(ck_pool_jobs()) }
+
     /// DRAM read bandwidth in bytes per second: the best of `repeats` parallel passes over a
     /// buffer far larger than the caches, for each of three access patterns: one sequential run
     /// per thread, and 4 or 8 runs read side by side within each 4 MB slice (the pattern of the

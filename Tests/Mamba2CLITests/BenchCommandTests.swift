@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+
+@Suite("mamba2 bench")
+struct BenchCommandTests {
+    struct Output: Decodable {
+        let prefill_tokens_per_second: Double
+        let decode_tokens_per_second: Double
+        let peak_rss_bytes: Int
+        let memory_read_bytes_per_second: Double
+        let decode_bytes_per_step: Int
+        let decode_bandwidth_bound_tokens_per_second: Double
+        let decode_fraction_of_bound: Double
+        let runs: Int
+    }
+
+    @Test("one JSON line; the bandwidth probes' 1 GiB buffers stay out of the peak memory")
+    func builtInModel() throws {
+        let model = fixtures.appendingPathComponent("g2-fp32").path
+        let result = try runMamba2(["bench", "--model", model, "--prompt-len", "8", "--new-tokens", "4", "--runs", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let output = try JSONDecoder().decode(Output.self, from: Data(result.stdout.utf8))
+        #expect(output.runs == 2 && output.prefill_tokens_per_second > 0 && output.decode_tokens_per_second > 0)
+        #expect(output.memory_read_bytes_per_second > 1e8 && output.decode_bytes_per_step > 0)
+        #expect(output.decode_fraction_of_bound > 0)
+        #expect(abs(output.decode_bandwidth_bound_tokens_per_second - output.memory_read_bytes_per_second / Double(output.decode_bytes_per_step)) < 1e-6 * output.decode_bandwidth_bound_tokens_per_second)
+        // A tiny model: the process stays far below the probe's buffer.
+        #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
+    }
+
+    @Test("bad settings are one-line errors")
+    func badSettings() throws {
+        let model = fixtures.appendingPathComponent("g2-fp32").path
+        for arguments in [["--runs", "0"], ["--path", "fastest"], ["--threads", "0"]] {
+            let result = try runMamba2(["bench", "--model", model] + arguments)
+            #expect(result.status != 0 && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+    }
+}
