@@ -382,7 +382,7 @@ CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 
 // Matrix-vector products (decoding). Four weight rows at a time, as in the product above, but
 // one from each quarter of the rows [j0, j1) rather than four neighbours: each core then streams
-// four long runs of memory instead of hopping between rows only 1.5–8 KB long, which this
+// four long runs of memory instead of hopping between rows only 1.5–16 KB long, which this
 // machine's memory system serves markedly faster (768-wide bf16 rows in a C harness: 26–30 GB/s
 // against 17–20; docs/benchmarks.md). Each row's sum is computed alone, as before.
 CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t rows[4]) {

@@ -66,7 +66,7 @@ public enum Fast {
     }
 
     /// How many `parallelFor` calls have run on the spinning pool (the rest went through Dispatch).
-    public static var pooledJobs: Int { Int(ck_pool_jobs()) }
+    static var pooledJobs: Int { Int(ck_pool_jobs()) }
 
     /// DRAM read bandwidth in bytes per second: the best of `repeats` parallel passes over a
     /// buffer far larger than the caches, for each of three access patterns: one sequential run
