@@ -83,11 +83,12 @@ final class Mamba2FastForward: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// The longest chunk the fast scan uses when the caller names none. The chunked SSD's result
-    /// does not depend on the chunk size (tests hold it to the token-by-token recurrence), but its
-    /// arithmetic per token grows with it (q·n + q·p for the intra-chunk products, against 2·p·n
-    /// for the state passing): with the published chunk of 256, the scan was 40% of a 512-token
-    /// prefill; chunks of 64 do the same work in under half the operations.
+    /// The longest chunk the fast path's chunked scan (`.chunked()`, asked for by name) uses when
+    /// the caller names no size. The chunked SSD's result does not depend on the chunk size (tests
+    /// hold it to the token-by-token recurrence), but its arithmetic per token grows with it
+    /// (q·n + q·p for the intra-chunk products, against 2·p·n for the state passing): with the
+    /// published chunk of 256, the scan was 40% of a 512-token prefill; chunks of 64 do the same
+    /// work in under half the operations, and the recurrence (`.automatic`) in fewer still.
     static let largestChunk = 64
 
     /// - hidden: `[b, l, d]` embeddings; mask: `[b, l]`; state advanced in place.
@@ -98,7 +99,7 @@ final class Mamba2FastForward: @unchecked Sendable {
         let (d, e, h, k) = (config.hiddenSize, config.intermediateSize, config.numHeads, config.convKernel)
         let (convDim, width) = (config.convDim, config.inProjSize)
         let chunkSize: Int? = switch scan {
-        case .sequential: nil
+        case .automatic, .sequential: nil
         case let .chunked(size): size ?? min(config.chunkSize, Self.largestChunk)
         }
         // A single-token step of one sequence is too small for the conv to pay for waking a second
@@ -112,6 +113,9 @@ final class Mamba2FastForward: @unchecked Sendable {
         var residual = hidden.scalars  // [R, d]
         var collected: [Tensor] = []
         let maskValues = mask?.scalars  // [R]
+        // A one-token step of unpadded sequences takes the fused kernel, unless a lone sequence's
+        // state is large enough for its heads to be split over the threads.
+        let fusedStep = l == 1 && (b > 1 || scanThreads == 1) && (maskValues?.allSatisfy { $0 == 1 } ?? true)
 
         /// Zeroes `count` values at `offset` of every padding row of a buffer with rows of `stride`.
         func zeroPadding(_ buffer: UnsafeMutablePointer<Float>, stride: Int, offset: Int, count: Int) {
@@ -141,16 +145,22 @@ final class Mamba2FastForward: @unchecked Sendable {
                         Fast.linear(x: N, rows: rows, weight: layer.inProj, bias: bias, y: P, ldy: width, threads: threads)
                     }
 
-                    if rows == 1 && scanThreads == 1 && (maskValues?[0] ?? 1) == 1 {
-                        // 2.–3. and the gated norm, fused, for a single-token step of one sequence.
+                    if fusedStep {
+                        // 2.–3. and the gated norm, fused, for a single-token step: one sequence
+                        // per call, the sequences of a batch spread over the threads.
                         Self.withStatePointers(&state.layers[index]) { convState, ssmState in
-                            Fast.mixerStep(
-                                projected: P, innerSize: e, convDim: convDim, heads: h, headDim: config.headDim,
-                                stateSize: config.stateSize, groups: config.nGroups, convTaps: layer.convTaps,
-                                convBias: layer.convBias, kernel: k, convState: convState, dtBias: layer.dtBias,
-                                A: layer.A, D: layer.D, dtLimit: config.timeStepLimit, ssmState: ssmState,
-                                normWeight: layer.gatedNorm, epsilon: config.layerNormEpsilon, normGroup: config.normGroupSize,
-                                xBC: X, y: Y, out: G)
+                            Fast.parallelFor(b, threads: b == 1 ? 1 : threads) { sequences in
+                                for sequence in sequences {
+                                    Fast.mixerStep(
+                                        projected: P + sequence * width, innerSize: e, convDim: convDim, heads: h, headDim: config.headDim,
+                                        stateSize: config.stateSize, groups: config.nGroups, convTaps: layer.convTaps,
+                                        convBias: layer.convBias, kernel: k, convState: convState + sequence * (k - 1) * convDim,
+                                        dtBias: layer.dtBias, A: layer.A, D: layer.D, dtLimit: config.timeStepLimit,
+                                        ssmState: ssmState + sequence * h * config.headDim * config.stateSize,
+                                        normWeight: layer.gatedNorm, epsilon: config.layerNormEpsilon, normGroup: config.normGroupSize,
+                                        xBC: X + sequence * convDim, y: Y + sequence * e, out: G + sequence * e)
+                                }
+                            }
                         }
                     } else {
                         // 2. Convolution (+ SiLU) over [x, B, C], with padding zeroed before and after.

@@ -1,8 +1,15 @@
 import Foundation
 import Tensors
 
-/// How the mixer runs the selective scan.
+/// How the mixer runs the selective scan. Every form computes the same function (tests hold
+/// them equal); they differ in the order of the arithmetic and in its cost.
 public enum SSMScan: Sendable, Equatable {
+    /// Each forward path's own choice (the default): the reference path runs the chunked SSD with
+    /// the config's `chunk_size`, as transformers' `torch_forward` does; the fast path runs the
+    /// recurrence, which on a CPU is the cheaper form (3·p·n operations per token and head against
+    /// the chunked form's q·(n + p) + 2·p·n, the head's state staying in L1/L2), as llama.cpp's
+    /// CPU scan does.
+    case automatic
     /// As transformers' `torch_forward`: the chunked SSD for several tokens (with the config's
     /// `chunk_size`, or this one), the recurrent form for a single token.
     case chunked(chunkSize: Int? = nil)
@@ -54,8 +61,10 @@ struct Mamba2Mixer: Sendable {
         let inputs = SSMInputs(x: x, dt: dt, A: A, B: B, C: C, D: weights.d.floats())
         let scanned: (y: Tensor, state: Tensor)
         switch scan {
-        case .chunked where l == 1, .sequential:
+        case .automatic where l == 1, .chunked where l == 1, .sequential:
             scanned = Reference.ssmRecurrence(inputs, initialState: state.ssm)
+        case .automatic:
+            scanned = Reference.ssdChunked(inputs, chunkSize: config.chunkSize, initialState: state.ssm)
         case let .chunked(chunkSize):
             scanned = Reference.ssdChunked(inputs, chunkSize: chunkSize ?? config.chunkSize, initialState: state.ssm)
         }

@@ -46,7 +46,7 @@ public struct Mamba2Model: Sendable {
         state: Mamba2State? = nil,
         useCache: Bool = false,
         outputHiddenStates: Bool = false,
-        scan: SSMScan = .chunked(),
+        scan: SSMScan = .automatic,
         path: ForwardPath = .fast
     ) throws -> Mamba2Output {
         let batch = try batchSize(of: input)
@@ -63,7 +63,7 @@ public struct Mamba2Model: Sendable {
         attentionMask: [[Int]]? = nil,
         updating state: inout Mamba2State,
         outputHiddenStates: Bool = false,
-        scan: SSMScan = .chunked(),
+        scan: SSMScan = .automatic,
         path: ForwardPath = .fast
     ) throws -> Mamba2Output {
         var hiddenStates = try embed(input)  // [b, l, d]
@@ -178,7 +178,7 @@ public struct Mamba2ForCausalLM: Sendable {
         labels: [[Int]]? = nil,
         outputHiddenStates: Bool = false,
         logitsToKeep: Int = 0,
-        scan: SSMScan = .chunked(),
+        scan: SSMScan = .automatic,
         path: ForwardPath = .fast
     ) throws -> Mamba2CausalLMOutput {
         let output = try backbone(
@@ -195,7 +195,7 @@ public struct Mamba2ForCausalLM: Sendable {
         labels: [[Int]]? = nil,
         outputHiddenStates: Bool = false,
         logitsToKeep: Int = 0,
-        scan: SSMScan = .chunked(),
+        scan: SSMScan = .automatic,
         path: ForwardPath = .fast
     ) throws -> Mamba2CausalLMOutput {
         let output = try backbone(

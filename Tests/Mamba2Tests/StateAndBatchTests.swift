@@ -114,6 +114,26 @@ struct StateAndBatchTests {
         }
     }
 
+    @Test("a batch's single-token steps equal each row stepped alone", arguments: models, paths)
+    func batchedSteps(fixture name: String, path: ForwardPath) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let prompts = [[3, 9, 27, 1, 5], [34, 2, 2, 8, 13], [7, 7, 30, 11, 0], [19, 4, 6, 25, 12]]
+        let steps = [[[5], [17], [32], [1]], [[8], [8], [3], [29]], [[2], [39], [9], [14]]]
+        var batchState = try #require(try model(.tokenIDs(prompts), state: Mamba2State(config: model.config, batchSize: 4), path: path).state)
+        var aloneStates = try prompts.map { try #require(try model(.tokenIDs([$0]), state: Mamba2State(config: model.config, batchSize: 1), path: path).state) }
+        for (index, step) in steps.enumerated() {
+            let batched = try model(.tokenIDs(step), state: batchState, path: path)
+            batchState = try #require(batched.state)
+            for row in 0..<prompts.count {
+                let alone = try model(.tokenIDs([step[row]]), state: aloneStates[row], path: path)
+                aloneStates[row] = try #require(alone.state)
+                let difference = Difference(batched.logits.slice(outer: row, length: 1), alone.logits)
+                #expect(difference.max <= Self.tolerance, "\(name) \(path) step \(index) row \(row): \(difference)")
+            }
+        }
+    }
+
     @Test("the chunked SSD equals the sequential recurrence at chunk sizes 1, 3 and the config's", arguments: models, paths)
     func scans(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)

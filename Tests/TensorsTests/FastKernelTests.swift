@@ -23,13 +23,16 @@ struct FastKernelTests {
         // Decoding's matrix-vector kernels: rows taken from four quarters, a tail of rows and of k.
         linear(m: 1, k: 100, n: 39)
         linear(m: 2, k: 77, n: 21)
+        // Batched decoding: passes of three input rows, then two or one, the second prefetching.
+        linear(m: 8, k: 100, n: 19)
+        linear(m: 7, k: 40, n: 33)
         norms(rows: 5, d: 36, group: 12)
         conv(b: 2, l: 9, c: 70, k: 4)
         silu()
         scan(chunkSize: 4)
     }
 
-    @Test("linear", arguments: [(1, 1, 1), (1, 16, 5), (3, 15, 9), (5, 33, 4), (70, 100, 7), (4, 48, 8), (2, 1536, 13), (1, 32, 3), (1, 768, 70), (1, 1537, 43), (3, 64, 9), (70, 96, 13), (4, 256, 17)])
+    @Test("linear", arguments: [(1, 1, 1), (1, 16, 5), (3, 15, 9), (5, 33, 4), (70, 100, 7), (4, 48, 8), (2, 1536, 13), (1, 32, 3), (1, 768, 70), (1, 1537, 43), (3, 64, 9), (70, 96, 13), (4, 256, 17), (6, 72, 17), (8, 100, 19), (11, 36, 30), (16, 40, 23)])
     func linear(m: Int, k: Int, n: Int) {
         var generator = SeededGenerator(seed: UInt64(m * 10_000 + k * 100 + n))
         let x = randomTensor([m, k], using: &generator)

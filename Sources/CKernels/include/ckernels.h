@@ -94,6 +94,11 @@ int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n);
 void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
                  int64_t n, float *state, float *y);
 
+/// ck_ssm_step for l tokens in order (x, dt, B, C, y with row strides ldx, lddt, ldbc, ldy):
+/// the recurrence over a whole prompt for one head.
+void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B, const float *C,
+                 int64_t ldbc, int64_t l, float A, float D, int64_t p, int64_t n, float *state, float *y, int64_t ldy);
+
 /// A single-token step of one sequence's mixer after its input projection, in one call: conv +
 /// SiLU (state shifted), dt = clamp(softplus(dt + dt_bias), dt_min, dt_max), every head's
 /// recurrent step (state updated), and the gated RMSNorm. zxbcdt: [e + conv_dim + h] (the

@@ -402,9 +402,7 @@ public struct SSMHeads: @unchecked Sendable {
                 let sh = state + (row * h + head) * p * n
                 let yh = y + row * l * ldy + head * p
                 if recurrent {
-                    for t in 0..<l {
-                        ck_ssm_step(xh + t * ldx, dth[t * lddt], A[head], D[head], Bh + t * ldbc, Ch + t * ldbc, Int64(p), Int64(n), sh, yh + t * ldy)
-                    }
+                    ck_ssm_scan(xh, Int64(ldx), dth, Int64(lddt), Bh, Ch, Int64(ldbc), Int64(l), A[head], D[head], Int64(p), Int64(n), sh, yh, Int64(ldy))
                 } else {
                     ck_ssd_chunked(xh, Int64(ldx), dth, Int64(lddt), Bh, Ch, Int64(ldbc), Int64(l), Int64(p), Int64(n), Int64(q),
                                    A[head], D[head], sh, yh, Int64(ldy), work!)
