@@ -6,7 +6,8 @@ the same thread count; speed does not depend on the weights' values. Prints a ta
 and decode tokens/s with the ratio ours / transformers, ours' prefill from 512 to 8192 tokens
 (it must stay linear), ours' peak RSS after 64 and 512 decoded tokens (it must not grow), and the
 bandwidth bound for decoding measured in the same run ("% bound": the median over the timed runs of
-each run's decode rate against the bound from a bandwidth probe right after it).
+each run's decode rate against the bound from a bandwidth probe right after it), and ours'
+decode at batch 1 and 8 in alternating runs with the median of the pairs' ratios.
 
 Usage (repository root, after `swift build -c release`):
   python3 scripts/bench_peer.py [--threads 2] [--dtypes float32 bfloat16] [--json]
@@ -89,10 +90,12 @@ def main():
     memory = {tokens: ours(args.binary, args.shape, args.threads, "float32", 64, tokens, 1)["peak_rss_bytes"] for tokens in (64, 512)}
     # Batch 1 and batch 8 alternate, one run each, so that each pair meets the same memory speed
     # (this machine's drifts between two for minutes at a time); the ratio is the pairs' median.
+    # The order flips from pair to pair (1, 8, 8, 1, …), so a steady drift cancels out.
     pairs = []
-    for _ in range(max(3, args.runs)):
-        one, eight = (ours(args.binary, args.shape, args.threads, "float32", 64, 32, 1, batch=b) for b in (1, 8))
-        pairs.append((one["decode_tokens_per_second"], eight["decode_tokens_per_second"]))
+    for index in range(max(3, args.runs)):
+        rates = {b: ours(args.binary, args.shape, args.threads, "float32", 64, 32, 1, batch=b)["decode_tokens_per_second"]
+                 for b in ((1, 8) if index % 2 == 0 else (8, 1))}
+        pairs.append((rates[1], rates[8]))
     batch = {1: statistics.median(p[0] for p in pairs), 8: statistics.median(p[1] for p in pairs),
              "ratio": statistics.median(p[1] / p[0] for p in pairs), "pairs": pairs}
     results.update(scaling=scaling, memory=memory, batch_decode=batch)

@@ -428,12 +428,13 @@ CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 // registers hold beside the inputs: 7 loads per 12 FMAs). The first pass over the four rows reads
 // them from memory, the later ones find them in L1/L2 and keep the cores busy with arithmetic,
 // during which the hardware prefetcher, seeing no misses, fetches nothing: so the second pass
-// asks for the next four rows (the lines right after these) into L2. At batch 8 this product is
+// asks for the next four rows (row j + 1 follows row j in memory) into L2. At batch 8 this product is
 // bound by arithmetic as much as by memory (C harness, 130m shape: 20–21 → 17–19 ms a step).
 enum { CK_GEMV_BATCH = 16 };
 
-// R (1–3) input rows from x (stride ldx) times the four weight rows at `rows`, into y; when
-// `prefetch`, the line after each row's every line (ESIZE-byte weights) is prefetched into L2.
+// R (2 or 3) input rows from x (stride ldx) times the four weight rows at `rows`, into y; when
+// `prefetch`, each line of the next four rows (rows[u] + 1, ESIZE-byte weights) is prefetched
+// into L2 as the same line of these rows is read.
 #define CK_DEFINE_GEMV_BLOCK_AVX2(NAME, LOAD, DTYPE, ESIZE)                                                             \
     CK_INLINE CK_AVX2 void NAME(const float *x, int64_t ldx, int R, int64_t k, const void *w, int64_t ldw,          \
                                 const int64_t rows[4], int prefetch, const float *bias, float *y, int64_t ldy) {   \
@@ -474,19 +475,15 @@ enum { CK_GEMV_BATCH = 16 };
         for (int64_t i = 0; i < quarter; i++) {                                                                    \
             int64_t rows[4];                                                                                       \
             gemv_quarter_rows(j0, quarter, i, rows);                                                               \
-            /* Passes of three rows, then two or one; the second pass prefetches. */                            \
+            /* Passes of three rows, and of two when two or four are left (so never a lone row,      \
+               which would load four weights for four FMAs; m ≥ 2); the second pass prefetches. */       \
             for (int64_t r = 0, pass = 0; r < m; pass++) {                                                         \
-                const int R = m - r >= 3 ? 3 : (int)(m - r);                                                       \
-                if (pass == 1 && i + 1 < quarter) {                                                                \
-                    if (R == 3) BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);            \
-                    else if (R == 2) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);       \
-                    else BLOCK(x + r * ldx, ldx, 1, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);                   \
-                } else {                                                                                           \
-                    if (R == 3) BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);            \
-                    else if (R == 2) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);       \
-                    else BLOCK(x + r * ldx, ldx, 1, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);                   \
-                }                                                                                                  \
-                r += R;                                                                                            \
+                const int two = m - r == 2 || m - r == 4, fetch = pass == 1 && i + 1 < quarter;                   \
+                if (two && fetch) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);          \
+                else if (two) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);              \
+                else if (fetch) BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);            \
+                else BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);                       \
+                r += two ? 2 : 3;                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
         for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                            \

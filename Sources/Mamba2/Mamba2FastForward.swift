@@ -106,16 +106,18 @@ final class Mamba2FastForward: @unchecked Sendable {
         // thread; the scan pays once its state (read and written every step) is large: ≥ 1 MB
         // per layer, as Codestral-7B's 4 MB, not mamba2-130m's 0.8 MB.
         let smallThreads = rows == 1 ? 1 : threads
-        let scanThreads = rows == 1 && h * config.headDim * config.stateSize * 4 < 1 << 20 ? 1 : threads
+        let smallState = h * config.headDim * config.stateSize * 4 < 1 << 20
+        let scanThreads = rows == 1 && smallState ? 1 : threads
         let work = workspace()
         defer { recycle(work) }
         work.reserve(rows: rows, config: config)
         var residual = hidden.scalars  // [R, d]
         var collected: [Tensor] = []
         let maskValues = mask?.scalars  // [R]
-        // A one-token step of unpadded sequences takes the fused kernel, unless a lone sequence's
-        // state is large enough for its heads to be split over the threads.
-        let fusedStep = l == 1 && (b > 1 || scanThreads == 1) && (maskValues?.allSatisfy { $0 == 1 } ?? true)
+        // A one-token step of unpadded sequences takes the fused kernel, one sequence per thread
+        // at a time, unless a large state (≥ 1 MB per layer) would leave threads idle: then
+        // fewer sequences than threads split their heads over the threads instead.
+        let fusedStep = l == 1 && (smallState || b >= threads) && (maskValues?.allSatisfy { $0 == 1 } ?? true)
 
         /// Zeroes `count` values at `offset` of every padding row of a buffer with rows of `stride`.
         func zeroPadding(_ buffer: UnsafeMutablePointer<Float>, stride: Int, offset: Int, count: Int) {
@@ -149,7 +151,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                         // 2.–3. and the gated norm, fused, for a single-token step: one sequence
                         // per call, the sequences of a batch spread over the threads.
                         Self.withStatePointers(&state.layers[index]) { convState, ssmState in
-                            Fast.parallelFor(b, threads: b == 1 ? 1 : threads) { sequences in
+                            Fast.parallelFor(b, threads: threads) { sequences in
                                 for sequence in sequences {
                                     Fast.mixerStep(
                                         projected: P + sequence * width, innerSize: e, convDim: convDim, heads: h, headDim: config.headDim,

@@ -134,6 +134,25 @@ struct StateAndBatchTests {
         }
     }
 
+    /// A mask with a zero keeps a one-token step off the fused kernel: the unfused path a lone
+    /// 7B-sized sequence also takes (its state is too large for the fixtures to reach it).
+    @Test("a one-token step with a padded row: the fast path equals the reference", arguments: models)
+    func paddedSingleTokenStep(fixture name: String) throws {
+        let fixture = try Fixture(name)
+        let model = try fixture.model()
+        let prompts = [[3, 9, 27, 1, 5], [34, 2, 2, 8, 13], [7, 7, 30, 11, 0]]
+        let state = try #require(try model(.tokenIDs(prompts), useCache: true, path: .reference).state)
+        let mask = [[1], [0], [1]]
+        let reference = try model(.tokenIDs([[5], [17], [32]]), attentionMask: mask, state: state, path: .reference)
+        let fast = try model(.tokenIDs([[5], [17], [32]]), attentionMask: mask, state: state, path: .fast)
+        #expect(Difference(fast.logits, reference.logits).max <= Self.tolerance, "\(name) logits")
+        let (fastState, referenceState) = (try #require(fast.state), try #require(reference.state))
+        for (a, b) in zip(fastState.layers, referenceState.layers) {
+            #expect(Difference(a.ssm, b.ssm).max <= Self.tolerance, "\(name) ssm state")
+            #expect(Difference(a.conv, b.conv).max <= Self.tolerance, "\(name) conv state")
+        }
+    }
+
     @Test("the chunked SSD equals the sequential recurrence at chunk sizes 1, 3 and the config's", arguments: models, paths)
     func scans(fixture name: String, path: ForwardPath) throws {
         let fixture = try Fixture(name)

@@ -23,7 +23,8 @@ struct FastKernelTests {
         // Decoding's matrix-vector kernels: rows taken from four quarters, a tail of rows and of k.
         linear(m: 1, k: 100, n: 39)
         linear(m: 2, k: 77, n: 21)
-        // Batched decoding: passes of three input rows, then two or one, the second prefetching.
+        // Batched decoding: passes of three input rows, of two for the last two or four, the second
+        // prefetching the next rows.
         linear(m: 8, k: 100, n: 19)
         linear(m: 7, k: 40, n: 33)
         norms(rows: 5, d: 36, group: 12)

@@ -379,8 +379,9 @@ public struct SSMHeads: @unchecked Sendable {
         (self.A, self.D, self.state, self.y, self.ldy) = (A, D, state, y, ldy)
     }
 
-    /// Every (sequence, head) of `batch` sequences; `chunkSize` nil runs the recurrence token by
-    /// token (also used for single-token steps).
+    /// Every (sequence, head) of `batch` sequences; `chunkSize` nil runs the recurrence
+    /// (`ck_ssm_scan`: the per-token step, four tokens per pass over the state; also used for
+    /// single-token steps).
     public func run(batch: Int, chunkSize: Int?, threads: Int) {
         let (l, h, p, n) = (length, heads, headDim, stateSize)
         let headsPerGroup = h / groups
