@@ -1209,23 +1209,45 @@ void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, con
         ck_ssm_step(x + t * ldx, dt[t * lddt], A, D, B + t * ldbc, C + t * ldbc, p, n, state, y + t * ldy);
 }
 
+// The heads of one mixer step as a pool job: each participant takes the next head until none
+// is left (a worker may join late or not at all; the caller then does the rest).
+typedef struct {
+    const float *xbc, *A, *D, *dt;
+    int64_t e, h, p, n, groups;
+    float *ssm_state, *y;
+    int64_t next;
+} mixer_heads_job;
+
+static void mixer_heads(void *context, int32_t participant) {
+    (void)participant;
+    mixer_heads_job *job = context;
+    const int64_t per_group = job->h / job->groups;
+    for (int64_t head; (head = ck_fetch_increment(&job->next)) < job->h;) {
+        const int64_t group = head / per_group;
+        const float *B = job->xbc + job->e + group * job->n, *C = job->xbc + job->e + job->groups * job->n + group * job->n;
+        ck_ssm_step(job->xbc + head * job->p, job->dt[head], job->A[head], job->D[head], B, C, job->p, job->n,
+                    job->ssm_state + head * job->p * job->n, job->y + head * job->p);
+    }
+}
+
 void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
                    const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
                    const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
-                   float eps, int64_t norm_group, float *xbc, float *y, float *out) {
+                   float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads) {
     // 2. conv + SiLU over [x, B, C], the conv state shifted by one.
     ck_conv_silu(zxbcdt + e, 1, conv_dim, taps, conv_bias, k, conv_dim, conv_state, xbc, conv_dim, 0, conv_dim);
     // 3. dt = clamp(softplus(dt + dt_bias)) (torch's threshold 20), then each head's recurrent step.
-    const int64_t per_group = h / groups;
+    float dt[h];
     for (int64_t head = 0; head < h; head++) {
         const float raw = zxbcdt[e + conv_dim + head] + dt_bias[head];
-        float dt = raw > 20.0f ? raw : log1pf(expf(raw));
-        dt = dt < dt_min ? dt_min : dt;
-        dt = dt > dt_max ? dt_max : dt;
-        const int64_t group = head / per_group;
-        ck_ssm_step(xbc + head * p, dt, A[head], D[head], xbc + e + group * n, xbc + e + groups * n + group * n, p, n,
-                    ssm_state + head * p * n, y + head * p);
+        float value = raw > 20.0f ? raw : log1pf(expf(raw));
+        value = value < dt_min ? dt_min : value;
+        dt[head] = value > dt_max ? dt_max : value;
     }
+    mixer_heads_job job = {xbc, A, D, dt, e, h, p, n, groups, ssm_state, y, 0};
+    // The pool is busy when this step is itself one of several run in parallel: then one thread.
+    const int32_t participants = threads > h ? (int32_t)h : threads;
+    if (participants < 2 || !ck_pool_run(participants, mixer_heads, &job)) mixer_heads(&job, 0);
     // Gated RMSNorm: norm(y · silu(z)) per group.
     ck_rmsnorm(y, zxbcdt, norm_weight, eps, 1, e, norm_group, out);
 }

@@ -148,22 +148,25 @@ struct FusedMixerStepTests {
             weight: WeightView(norm), epsilon: 1e-5, groupSize: e / g)
 
         let taps = Fast.tapMajor(WeightView(convWeight), channels: convDim, kernel: k)
+        // One thread, and the heads split over the pool's threads (more than the cores: capped).
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
-            var (scratchX, scratchY, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
-            fusedConv.withUnsafeMutableBufferPointer { convPointer in
-                fusedSSM.withUnsafeMutableBufferPointer { ssmPointer in
-                    Fast.mixerStep(
-                        projected: projected.scalars, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
-                        convTaps: taps, convBias: convBias?.scalars, kernel: k, convState: convPointer.baseAddress!, dtBias: dtBias,
-                        A: A, D: D, dtLimit: limit, ssmState: ssmPointer.baseAddress!, normWeight: norm.scalars, epsilon: 1e-5,
-                        normGroup: e / g, xBC: &scratchX, y: &scratchY, out: &out)
+            for threads in [1, 2, h + 1] {
+                Fast.limitInstructionSet(isa)
+                var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
+                var (scratchX, scratchY, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
+                fusedConv.withUnsafeMutableBufferPointer { convPointer in
+                    fusedSSM.withUnsafeMutableBufferPointer { ssmPointer in
+                        Fast.mixerStep(
+                            projected: projected.scalars, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
+                            convTaps: taps, convBias: convBias?.scalars, kernel: k, convState: convPointer.baseAddress!, dtBias: dtBias,
+                            A: A, D: D, dtLimit: limit, ssmState: ssmPointer.baseAddress!, normWeight: norm.scalars, epsilon: 1e-5,
+                            normGroup: e / g, xBC: &scratchX, y: &scratchY, out: &out, threads: threads)
+                    }
                 }
+                #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa) threads \(threads): output")
+                #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa) threads \(threads): SSM state")
+                #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa) threads \(threads): conv state")
             }
-            #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa): output")
-            #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa): SSM state")
-            #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa): conv state")
         }
     }
 }

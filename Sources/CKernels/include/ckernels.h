@@ -103,11 +103,12 @@ void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, con
 /// SiLU (state shifted), dt = clamp(softplus(dt + dt_bias), dt_min, dt_max), every head's
 /// recurrent step (state updated), and the gated RMSNorm. zxbcdt: [e + conv_dim + h] (the
 /// projection, split [z, xBC, dt]); taps: [k, conv_dim]; conv_state: [k-1, conv_dim];
-/// ssm_state: [h, p, n]; scratch xbc: [conv_dim], y: [e]; out: [e].
+/// ssm_state: [h, p, n]; scratch xbc: [conv_dim], y: [e]; out: [e]. The heads are split over
+/// `threads` threads of the pool (one thread when it is busy).
 void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
                    const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
                    const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
-                   float eps, int64_t norm_group, float *xbc, float *y, float *out);
+                   float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads);
 
 #ifdef __cplusplus
 }

@@ -266,12 +266,14 @@ public enum Fast {
     /// `gatedRMSNorm`, which the tests hold it to.
     /// - projected: `[e + conv_dim + h]` (`[z, xBC, dt]`); convState: `[k − 1, conv_dim]`;
     ///   ssmState: `[h, p, n]` (both updated); xBC: `[conv_dim]` and y: `[e]` scratch; out: `[e]`.
+    /// - threads: the heads' steps split over up to this many of the pool's threads (at most
+    ///   one per core; one thread when the pool is busy, as inside another parallel call).
     public static func mixerStep(
         projected: UnsafePointer<Float>, innerSize e: Int, convDim: Int, heads h: Int, headDim p: Int, stateSize n: Int, groups: Int,
         convTaps: [Float], convBias: [Float]?, kernel k: Int, convState: UnsafeMutablePointer<Float>,
         dtBias: [Float], A: [Float], D: [Float], dtLimit: ClosedRange<Float>, ssmState: UnsafeMutablePointer<Float>,
         normWeight: [Float], epsilon: Float, normGroup: Int,
-        xBC: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+        xBC: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, threads: Int = 1
     ) {
         convTaps.withUnsafeBufferPointer { taps in
             dtBias.withUnsafeBufferPointer { dtBias in
@@ -283,7 +285,7 @@ public enum Fast {
                                     projected, Int64(e), Int64(convDim), Int64(h), Int64(p), Int64(n), Int64(groups),
                                     taps.baseAddress!, bias, Int64(k), convState, dtBias.baseAddress!, A.baseAddress!, D.baseAddress!,
                                     dtLimit.lowerBound, dtLimit.upperBound, ssmState, weight.baseAddress!, epsilon, Int64(normGroup),
-                                    xBC, y, out)
+                                    xBC, y, out, Int32(clamping: min(threads, defaultThreads)))
                             }
                             if let convBias { convBias.withUnsafeBufferPointer { step($0.baseAddress) } } else { step(nil) }
                         }
