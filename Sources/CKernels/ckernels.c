@@ -1212,7 +1212,8 @@ void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, con
 // The heads of one mixer step as a pool job: each participant takes the next head until none
 // is left (a worker may join late or not at all; the caller then does the rest).
 typedef struct {
-    const float *xbc, *A, *D, *dt;
+    const float *raw_dt, *dt_bias, *xbc, *A, *D;
+    float dt_min, dt_max;
     int64_t e, h, p, n, groups;
     float *ssm_state, *y;
     int64_t next;
@@ -1223,9 +1224,14 @@ static void mixer_heads(void *context, int32_t participant) {
     mixer_heads_job *job = context;
     const int64_t per_group = job->h / job->groups;
     for (int64_t head; (head = ck_fetch_increment(&job->next)) < job->h;) {
+        // dt = clamp(softplus(dt + dt_bias)) (torch's threshold 20).
+        const float raw = job->raw_dt[head] + job->dt_bias[head];
+        float dt = raw > 20.0f ? raw : log1pf(expf(raw));
+        dt = dt < job->dt_min ? job->dt_min : dt;
+        dt = dt > job->dt_max ? job->dt_max : dt;
         const int64_t group = head / per_group;
         const float *B = job->xbc + job->e + group * job->n, *C = job->xbc + job->e + job->groups * job->n + group * job->n;
-        ck_ssm_step(job->xbc + head * job->p, job->dt[head], job->A[head], job->D[head], B, C, job->p, job->n,
+        ck_ssm_step(job->xbc + head * job->p, dt, job->A[head], job->D[head], B, C, job->p, job->n,
                     job->ssm_state + head * job->p * job->n, job->y + head * job->p);
     }
 }
@@ -1236,16 +1242,9 @@ void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, 
                    float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads) {
     // 2. conv + SiLU over [x, B, C], the conv state shifted by one.
     ck_conv_silu(zxbcdt + e, 1, conv_dim, taps, conv_bias, k, conv_dim, conv_state, xbc, conv_dim, 0, conv_dim);
-    // 3. dt = clamp(softplus(dt + dt_bias)) (torch's threshold 20), then each head's recurrent step.
-    float dt[h];
-    for (int64_t head = 0; head < h; head++) {
-        const float raw = zxbcdt[e + conv_dim + head] + dt_bias[head];
-        float value = raw > 20.0f ? raw : log1pf(expf(raw));
-        value = value < dt_min ? dt_min : value;
-        dt[head] = value > dt_max ? dt_max : value;
-    }
-    mixer_heads_job job = {xbc, A, D, dt, e, h, p, n, groups, ssm_state, y, 0};
-    // The pool is busy when this step is itself one of several run in parallel: then one thread.
+    // 3. Each head's dt and recurrent step, on the pool's threads; it is busy when this step is
+    // itself one of several run in parallel: then on this one.
+    mixer_heads_job job = {zxbcdt + e + conv_dim, dt_bias, xbc, A, D, dt_min, dt_max, e, h, p, n, groups, ssm_state, y, 0};
     const int32_t participants = threads > h ? (int32_t)h : threads;
     if (participants < 2 || !ck_pool_run(participants, mixer_heads, &job)) mixer_heads(&job, 0);
     // Gated RMSNorm: norm(y · silu(z)) per group.
