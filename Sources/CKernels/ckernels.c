@@ -648,18 +648,27 @@ static CK_AVX2 float q8_quantize_block_avx2(const float *x, int8_t *q) {
 }
 #endif
 
+// One block on the best instruction set (both give identical results).
+static float q8_quantize(const float *x, int8_t *q) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) return q8_quantize_block_avx2(x, q);
+#endif
+    return q8_quantize_block(x, q);
+}
+
 void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded) {
     int8_t block[CK_Q8_BLOCK];
     for (int64_t r = 0; r < rows; r++)
         for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++) {
-            const float *source = x + r * k + b * CK_Q8_BLOCK;
-#ifdef CK_X86
-            const float scale = ck_isa() >= 1 ? q8_quantize_block_avx2(source, block) : q8_quantize_block(source, block);
-#else
-            const float scale = q8_quantize_block(source, block);
-#endif
+            const float scale = q8_quantize(x + r * k + b * CK_Q8_BLOCK, block);
             for (int i = 0; i < CK_Q8_BLOCK; i++) rounded[r * k + b * CK_Q8_BLOCK + i] = (float)block[i] * scale;
         }
+}
+
+void ck_q8_quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *xq, float *xs) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++)
+            xs[r * (k / CK_Q8_BLOCK) + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
 }
 
 // Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
@@ -711,10 +720,46 @@ static float q8_dot_generic(const int8_t *w, const float *ws, const int8_t *x, c
 #ifdef CK_X86
 // 8 lanes of a block's 32 products: |w| (unsigned, up to 128: a stored −128 included) times x
 // with w's sign, in pairs to 16 bits (at most 2 · 128 · 127, no saturation), then to 32 bits.
-CK_INLINE CK_AVX2 __m256 q8_block_avx2(const int8_t *w, __m256i xq) {
+CK_INLINE CK_AVX2 __m256i q8_block_avx2(const int8_t *w, __m256i xq) {
     const __m256i wq = _mm256_loadu_si256((const __m256i *)w);
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// Four consecutive blocks of a row in one vector of exact 32-bit sums: lane i holds block i's
+// products 0–15 and lane 4 + i its products 16–31. Converting and scaling four blocks at once
+// (rather than each block's 8 lanes) is what this kernel's arithmetic is short of: without
+// VNNI the float half of the work per block cost as much as the integer half.
+CK_INLINE CK_AVX2 __m256i q8_four_blocks_avx2(const int8_t *w, const __m256i x[4]) {
+    const __m256i low = _mm256_hadd_epi32(q8_block_avx2(w, x[0]), q8_block_avx2(w + CK_Q8_BLOCK, x[1]));
+    const __m256i high = _mm256_hadd_epi32(q8_block_avx2(w + 2 * CK_Q8_BLOCK, x[2]), q8_block_avx2(w + 3 * CK_Q8_BLOCK, x[3]));
+    return _mm256_hadd_epi32(low, high);
+}
+
+// Σ over blocks of (w scale · x scale) · (block sum) for `count` rows (1 or 4) at once, the
+// activation blocks loaded once for all of them. [rows[u] · k, + k) of q, scales [n, blocks].
+CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
+                                    const int64_t *rows, int count, float *sums) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t b = 0;
+    for (; b + 4 <= blocks; b += 4) {
+        __m256i x[4];
+        for (int i = 0; i < 4; i++) x[i] = _mm256_loadu_si256((const __m256i *)(xr + (b + i) * CK_Q8_BLOCK));
+        // [s_b … s_b+3 | s_b … s_b+3]: the four blocks' x scales in both halves.
+        const __m256 xs = _mm256_broadcast_ps((const __m128 *)(sr + b));
+        for (int u = 0; u < count; u++) {
+            const __m256 scale = _mm256_mul_ps(_mm256_broadcast_ps((const __m128 *)(scales + rows[u] * blocks + b)), xs);
+            acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_four_blocks_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)), scale, acc[u]);
+        }
+    }
+    for (; b < blocks; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
+        for (int u = 0; u < count; u++)
+            acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)),
+                                     _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), acc[u]);
+    }
+    for (int u = 0; u < count; u++) sums[u] = hsum256(acc[u]);
 }
 
 static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
@@ -724,72 +769,37 @@ static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, i
         const int8_t *xr = xq + r * k;
         const float *sr = xs + r * blocks;
         // Four weight rows at a time, one from each quarter of [j0, j1) as in gemv_f32_avx2: four
-        // independent FMA chains, the activation block loaded once for all four, and four long
+        // independent FMA chains, the activation blocks loaded once for all four, and four long
         // sequential streams per core.
         const int64_t quarter = (j1 - j0) / 4;
         for (int64_t i = 0; i < quarter; i++) {
             int64_t rows[4];
+            float sums[4];
             gemv_quarter_rows(j0, quarter, i, rows);
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int64_t b = 0; b < blocks; b++) {
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-                for (int u = 0; u < 4; u++)
-                    acc[u] = _mm256_fmadd_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x),
-                                             _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), acc[u]);
-            }
-            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = hsum256(acc[u]) + (bias ? bias[rows[u]] : 0.0f);
+            q8_rows_avx2(xr, sr, k, q, scales, rows, 4, sums);
+            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);
         }
-        int64_t j = j0 + 4 * quarter;
-        for (; j < j1; j++) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t b = 0; b < blocks; b++) {
-                const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-                acc = _mm256_fmadd_ps(q8_block_avx2(q + j * k + b * CK_Q8_BLOCK, x), _mm256_set1_ps(scales[j * blocks + b] * sr[b]), acc);
-            }
-            y[r * ldy + j] = hsum256(acc) + (bias ? bias[j] : 0.0f);
+        for (int64_t j = j0 + 4 * quarter; j < j1; j++) {
+            float sum;
+            q8_rows_avx2(xr, sr, k, q, scales, &j, 1, &sum);
+            y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
         }
     }
 }
 #endif
 
-void ck_gemv_q8(const float *x, int64_t m, int64_t k, const int8_t *q, const float *scales,
+void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    const int64_t blocks = k / CK_Q8_BLOCK;
-    // The activations quantized on the stack, block by block for widths beyond it.
-    enum { STACK = 4 * 8192 };
-    int8_t xq[STACK];
-    float xs[STACK / CK_Q8_BLOCK];
-    const int64_t rows = m * k <= STACK ? m : 1;
-    for (int64_t r0 = 0; r0 < m; r0 += rows) {
-        const int64_t count = m - r0 < rows ? m - r0 : rows;
-        if (count * k > STACK) {
-            // One row wider than the stack buffer: the same sums, a block at a time.
-            for (int64_t j = j0; j < j1; j++) {
-                float sum = 0.0f;
-                for (int64_t b = 0; b < blocks; b++) {
-                    const float scale = q8_quantize_block(x + r0 * k + b * CK_Q8_BLOCK, xq);
-                    sum += q8_dot_generic(q + j * k + b * CK_Q8_BLOCK, scales + j * blocks + b, xq, &scale, 1);
-                }
-                y[r0 * ldy + j] = sum + (bias ? bias[j] : 0.0f);
-            }
-            continue;
-        }
 #ifdef CK_X86
-        if (ck_isa() >= 1) {
-            for (int64_t r = 0; r < count; r++)
-                for (int64_t b = 0; b < blocks; b++)
-                    xs[r * blocks + b] = q8_quantize_block_avx2(x + (r0 + r) * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
-            gemv_q8_avx2(xq, xs, count, k, q, scales, bias, y + r0 * ldy, ldy, j0, j1);
-            continue;
-        }
-#endif
-        for (int64_t r = 0; r < count; r++)
-            for (int64_t b = 0; b < blocks; b++)
-                xs[r * blocks + b] = q8_quantize_block(x + (r0 + r) * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
-        for (int64_t r = 0; r < count; r++)
-            for (int64_t j = j0; j < j1; j++)
-                y[(r0 + r) * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
+    if (ck_isa() >= 1) {
+        gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
+        return;
     }
+#endif
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = j0; j < j1; j++)
+            y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
 }
 
 void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, const float *scales,

@@ -119,8 +119,17 @@ public enum Fast {
             }
             let q = base.assumingMemoryBound(to: Int8.self)
             guard m >= 4 else {
-                parallelFor(blocks, threads: threads) { range in
-                    ck_gemv_q8(x, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+                // Decoding: the activations quantized once, then shared by every slice.
+                // `[m, k]` int8 values and `[m, k / 32]` block scales.
+                withUnsafeTemporaryAllocation(of: Int8.self, capacity: m * k) { xq in
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: m * k / WeightView.quantizationBlock) { xs in
+                        ck_q8_quantize_rows(x, Int64(m), Int64(k), xq.baseAddress!, xs.baseAddress!)
+                        let shared = UncheckedSendable((values: UnsafePointer(xq.baseAddress!), scales: UnsafePointer(xs.baseAddress!)))
+                        parallelFor(blocks, threads: threads) { range in
+                            ck_gemv_q8(shared.value.values, shared.value.scales, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy),
+                                       Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
+                        }
+                    }
                 }
                 return
             }
