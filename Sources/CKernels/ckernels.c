@@ -665,10 +665,32 @@ void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded) {
         }
 }
 
-void ck_q8_quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *xq, float *xs) {
+int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context) {
+    // Decoding quantizes before every product: on the stack up to a 32 KB row set, so the hot
+    // path allocates nothing.
+    enum { STACK = 4 * 8192 };
+    int8_t stack_values[STACK];
+    float stack_scales[STACK / CK_Q8_BLOCK];
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    const int on_stack = rows * k <= STACK;
+    int8_t *xq = on_stack ? stack_values : (int8_t *)malloc((size_t)(rows * k));
+    float *xs = on_stack ? stack_scales : (float *)malloc((size_t)(rows * blocks) * sizeof(float));
+    if (!xq || !xs) {
+        if (!on_stack) {
+            free(xq);
+            free(xs);
+        }
+        return 0;
+    }
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++)
-            xs[r * (k / CK_Q8_BLOCK) + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+        for (int64_t b = 0; b < blocks; b++)
+            xs[r * blocks + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+    body(context, xq, xs);
+    if (!on_stack) {
+        free(xq);
+        free(xs);
+    }
+    return 1;
 }
 
 // Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
@@ -727,17 +749,16 @@ CK_INLINE CK_AVX2 __m256i q8_block_avx2(const int8_t *w, __m256i xq) {
 }
 
 // Four consecutive blocks of a row in one vector of exact 32-bit sums: lane i holds block i's
-// products 0–15 and lane 4 + i its products 16–31. Converting and scaling four blocks at once
-// (rather than each block's 8 lanes) is what this kernel's arithmetic is short of: without
-// VNNI the float half of the work per block cost as much as the integer half.
+// products 0–15 and lane 4 + i its products 16–31. Without VNNI, converting and scaling each
+// block's 8 lanes cost as much as the integer work; this converts and scales four blocks at once.
 CK_INLINE CK_AVX2 __m256i q8_four_blocks_avx2(const int8_t *w, const __m256i x[4]) {
     const __m256i low = _mm256_hadd_epi32(q8_block_avx2(w, x[0]), q8_block_avx2(w + CK_Q8_BLOCK, x[1]));
     const __m256i high = _mm256_hadd_epi32(q8_block_avx2(w + 2 * CK_Q8_BLOCK, x[2]), q8_block_avx2(w + 3 * CK_Q8_BLOCK, x[3]));
     return _mm256_hadd_epi32(low, high);
 }
 
-// Σ over blocks of (w scale · x scale) · (block sum) for `count` rows (1 or 4) at once, the
-// activation blocks loaded once for all of them. [rows[u] · k, + k) of q, scales [n, blocks].
+// Σ over blocks of (w scale · x scale) · (block sum) for up to 4 weight rows at once (row
+// rows[u] of q [n, k] and of scales [n, blocks]), the activation blocks loaded once for all.
 CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
                                     const int64_t *rows, int count, float *sums) {
     const int64_t blocks = k / CK_Q8_BLOCK;

@@ -29,14 +29,17 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 /// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32. For decoding (a few
-/// rows): the blocks are summed in integers, from activations `ck_q8_quantize_rows` quantized
-/// once per product (xq: [m, k], xs: [m, k / 32]).
+/// rows): the blocks are summed in integers, from activations quantized once per product by
+/// `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
-/// Rows of activations quantized as the weights are: per block of 32, scale = max |x| / 127 and
-/// q = round-half-even(x / scale). x and xq: [rows, k]; xs: [rows, k / 32].
-void ck_q8_quantize_rows(const float *x, int64_t rows, int64_t k, int8_t *xq, float *xs);
+typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
+
+/// Calls body(context, xq, xs) with x's rows quantized block by block exactly as the weights are
+/// (x: [rows, k]; xq: [rows, k]; xs: [rows, k / 32]), in a buffer on this thread's stack (the
+/// heap beyond 32 KB). Returns 0, not calling body, when the heap buffer cannot be had.
+int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context);
 
 /// Rows of activations rounded to their int8 block values (q · scale, in fp32), once per
 /// product, for `ck_gemm_q8`. x and rounded: [rows, k].

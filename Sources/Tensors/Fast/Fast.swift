@@ -61,7 +61,7 @@ public enum Fast {
         case .float32: Int32(CK_F32)
         case .bfloat16: Int32(CK_BF16)
         case .float16: Int32(CK_F16)
-        case .int8: preconditionFailure("int8 weights go through ck_linear_q8")
+        case .int8: preconditionFailure("int8 weights go through ck_gemv_q8 and ck_gemm_q8")
         }
     }
 
@@ -119,18 +119,11 @@ public enum Fast {
             }
             let q = base.assumingMemoryBound(to: Int8.self)
             guard m >= 4 else {
-                // Decoding: the activations quantized once, then shared by every slice.
-                // `[m, k]` int8 values and `[m, k / 32]` block scales.
-                withUnsafeTemporaryAllocation(of: Int8.self, capacity: m * k) { xq in
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: m * k / WeightView.quantizationBlock) { xs in
-                        ck_q8_quantize_rows(x, Int64(m), Int64(k), xq.baseAddress!, xs.baseAddress!)
-                        let shared = UncheckedSendable((values: UnsafePointer(xq.baseAddress!), scales: UnsafePointer(xs.baseAddress!)))
-                        parallelFor(blocks, threads: threads) { range in
-                            ck_gemv_q8(shared.value.values, shared.value.scales, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy),
-                                       Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
-                        }
-                    }
-                }
+                // Decoding: the activations quantized once (on the C side's stack), then shared
+                // by every slice.
+                var product = QuantizedDecode(m: m, n: n, k: k, q: q, scales: scales, bias: bias, y: y, ldy: ldy, threads: threads)
+                let done = withUnsafeMutablePointer(to: &product) { ck_q8_with_quantized_rows(x, Int64(m), Int64(k), runQuantizedDecode, $0) }
+                precondition(done != 0, "out of memory for \(m) × \(k) quantized activations")
                 return
             }
             // Prefill: the activations are rounded once, then shared by every slice.
@@ -355,6 +348,23 @@ private struct SliceJob {
             guard slice < slices else { return }
             body((count * slice / slices)..<(count * (slice + 1) / slices))
         }
+    }
+}
+
+/// One decoding product with int8 weights, for `ck_q8_with_quantized_rows`' callback.
+private struct QuantizedDecode {
+    let m: Int, n: Int, k: Int
+    let q: UnsafePointer<Int8>, scales: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+    let y: UnsafeMutablePointer<Float>, ldy: Int
+    let threads: Int
+}
+
+private let runQuantizedDecode: ck_q8_body = { context, xq, xs in
+    let p = context!.assumingMemoryBound(to: QuantizedDecode.self).pointee
+    // Split by blocks of 4 output columns, as the other products are.
+    Fast.parallelFor((p.n + 3) / 4, threads: p.threads) { range in
+        ck_gemv_q8(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy),
+                   Int64(range.lowerBound * 4), Int64(min(p.n, range.upperBound * 4)))
     }
 }
 
