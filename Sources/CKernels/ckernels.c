@@ -665,6 +665,23 @@ void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded) {
         }
 }
 
+int64_t ck_q8_offset(int64_t c, int64_t k) {
+    const int64_t run = c / (4 * CK_Q8_BLOCK);
+    if (run >= k / (4 * CK_Q8_BLOCK)) return c;  // one of the last blocks % 4, in order
+    const int64_t b = c / CK_Q8_BLOCK % 4, e = c % CK_Q8_BLOCK;
+    return run * 4 * CK_Q8_BLOCK + 16 * (e / 4) + 4 * b + e % 4;
+}
+
+void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k) {
+    int8_t run[4 * CK_Q8_BLOCK];
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t start = 0; start + 4 * CK_Q8_BLOCK <= k; start += 4 * CK_Q8_BLOCK) {
+            int8_t *values = rows + r * k + start;
+            for (int64_t c = 0; c < 4 * CK_Q8_BLOCK; c++) run[ck_q8_offset(c, 4 * CK_Q8_BLOCK)] = values[c];
+            memcpy(values, run, sizeof run);
+        }
+}
+
 int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context) {
     // Decoding quantizes before every product: on the stack up to a 32 KB row set, so the hot
     // path allocates nothing.
@@ -685,6 +702,7 @@ int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8
     for (int64_t r = 0; r < rows; r++)
         for (int64_t b = 0; b < blocks; b++)
             xs[r * blocks + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
+    ck_q8_interleave_rows(xq, rows, k);
     body(context, xq, xs);
     if (!on_stack) {
         free(xq);
@@ -693,22 +711,40 @@ int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8
     return 1;
 }
 
-// Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k]).
+// Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k], values in order).
 static void q8_widen_rows_generic(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
     for (int64_t r = 0; r < rows; r++) {
         const int8_t *qr = q + (j + r) * k;
         const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
-        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++)
-            for (int i = 0; i < CK_Q8_BLOCK; i++) dst[r * k + b * CK_Q8_BLOCK + i] = (float)qr[b * CK_Q8_BLOCK + i] * sr[b];
+        for (int64_t c = 0; c < k; c++) dst[r * k + c] = (float)qr[ck_q8_offset(c, k)] * sr[c / CK_Q8_BLOCK];
     }
 }
 
 #ifdef CK_X86
+// Values 8v … 8v + 7 of the four blocks of a run, from its 32 bytes at 32v (block b's first four
+// in bytes 4b…, its last four in 16 + 4b…), widened and scaled.
+static CK_AVX2 void q8_widen_run_avx2(const int8_t *run, const float *scales, float *dst) {
+    for (int v = 0; v < 4; v++) {
+        const __m128i low = _mm_loadu_si128((const __m128i *)(run + 32 * v));
+        const __m128i high = _mm_loadu_si128((const __m128i *)(run + 32 * v + 16));
+        // [b0 | b1] and [b2 | b3], 8 values each.
+        const __m128i pairs[2] = {_mm_unpacklo_epi32(low, high), _mm_unpackhi_epi32(low, high)};
+        for (int b = 0; b < 4; b++) {
+            const __m128i values = b % 2 ? _mm_unpackhi_epi64(pairs[b / 2], pairs[b / 2]) : pairs[b / 2];
+            _mm256_storeu_ps(dst + b * CK_Q8_BLOCK + 8 * v,
+                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(values)), _mm256_set1_ps(scales[b])));
+        }
+    }
+}
+
 static CK_AVX2 void q8_widen_rows_avx2(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
     for (int64_t r = 0; r < rows; r++) {
         const int8_t *qr = q + (j + r) * k;
-        const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
-        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++) {
+        const float *sr = scales + (j + r) * blocks;
+        int64_t b = 0;
+        for (; b + 4 <= blocks; b += 4) q8_widen_run_avx2(qr + b * CK_Q8_BLOCK, sr + b, dst + r * k + b * CK_Q8_BLOCK);
+        for (; b < blocks; b++) {
             const __m256 scale = _mm256_set1_ps(sr[b]);
             for (int i = 0; i < CK_Q8_BLOCK; i += 8)
                 _mm256_storeu_ps(dst + r * k + b * CK_Q8_BLOCK + i,
@@ -728,10 +764,17 @@ static void q8_widen_rows(const int8_t *q, const float *scales, int64_t k, int64
     q8_widen_rows_generic(q, scales, k, j, rows, dst);
 }
 
-// Σ_b scale_w[b] · scale_x[b] · Σ_i q_w[i] · q_x[i] for one weight row (exact integer block sums).
+// Σ_b scale_w[b] · scale_x[b] · Σ_i q_w[i] · q_x[i] for one weight row (exact integer block
+// sums), both rows in stored order: a run's byte p belongs to its block p / 4 % 4.
 static float q8_dot_generic(const int8_t *w, const float *ws, const int8_t *x, const float *xs, int64_t blocks) {
     float sum = 0.0f;
-    for (int64_t b = 0; b < blocks; b++) {
+    int64_t b = 0;
+    for (; b + 4 <= blocks; b += 4) {
+        int32_t block[4] = {0, 0, 0, 0};
+        for (int p = 0; p < 4 * CK_Q8_BLOCK; p++) block[p / 4 % 4] += (int32_t)w[b * CK_Q8_BLOCK + p] * (int32_t)x[b * CK_Q8_BLOCK + p];
+        for (int i = 0; i < 4; i++) sum += (float)block[i] * (ws[b + i] * xs[b + i]);
+    }
+    for (; b < blocks; b++) {
         int32_t block = 0;
         for (int i = 0; i < CK_Q8_BLOCK; i++) block += (int32_t)w[b * CK_Q8_BLOCK + i] * (int32_t)x[b * CK_Q8_BLOCK + i];
         sum += (float)block * (ws[b] * xs[b]);
@@ -748,13 +791,14 @@ CK_INLINE CK_AVX2 __m256i q8_block_avx2(const int8_t *w, __m256i xq) {
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-// Four consecutive blocks of a row in one vector of exact 32-bit sums: lane i holds block i's
-// products 0–15 and lane 4 + i its products 16–31. Without VNNI, converting and scaling each
-// block's 8 lanes cost as much as the integer work; this converts and scales four blocks at once.
+// A run of four blocks (stored interleaved, see ck_q8_offset) in one vector of exact 32-bit
+// sums: lane i holds block i % 4's products of values e with e / 4 % 2 == i / 4. Without VNNI,
+// converting and scaling each block's 8 lanes cost as much as the integer work; this converts
+// and scales four blocks at once.
 CK_INLINE CK_AVX2 __m256i q8_four_blocks_avx2(const int8_t *w, const __m256i x[4]) {
-    const __m256i low = _mm256_hadd_epi32(q8_block_avx2(w, x[0]), q8_block_avx2(w + CK_Q8_BLOCK, x[1]));
-    const __m256i high = _mm256_hadd_epi32(q8_block_avx2(w + 2 * CK_Q8_BLOCK, x[2]), q8_block_avx2(w + 3 * CK_Q8_BLOCK, x[3]));
-    return _mm256_hadd_epi32(low, high);
+    const __m256i low = _mm256_add_epi32(q8_block_avx2(w, x[0]), q8_block_avx2(w + CK_Q8_BLOCK, x[1]));
+    const __m256i high = _mm256_add_epi32(q8_block_avx2(w + 2 * CK_Q8_BLOCK, x[2]), q8_block_avx2(w + 3 * CK_Q8_BLOCK, x[3]));
+    return _mm256_add_epi32(low, high);
 }
 
 // Σ over blocks of (w scale · x scale) · (block sum) for up to 4 weight rows at once (row
@@ -833,7 +877,7 @@ void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, con
             for (int64_t r = 0; r < m; r++)
                 for (int64_t t = j; t < j + rows; t++) {
                     float sum = 0.0f;
-                    for (int64_t c = 0; c < k; c++) sum += rounded[r * k + c] * ((float)q[t * k + c] * scales[(t * k + c) / CK_Q8_BLOCK]);
+                    for (int64_t c = 0; c < k; c++) sum += rounded[r * k + c] * ((float)q[t * k + ck_q8_offset(c, k)] * scales[(t * k + c) / CK_Q8_BLOCK]);
                     y[r * ldy + t] = sum + (bias ? bias[t] : 0.0f);
                 }
             continue;

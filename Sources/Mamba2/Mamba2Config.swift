@@ -58,6 +58,9 @@ public struct Mamba2Config: Sendable, Equatable {
     public var chunkSize = 256
     /// `tie_word_embeddings`, default false: the LM head reuses the embedding matrix.
     public var tieWordEmbeddings = false
+    /// `quantization_config.layout` of an int8 folder (`mamba2 convert --dtype int8`): how its
+    /// int8 matrices order their bytes. Loading int8 tensors needs `WeightView.int8Layout`.
+    public var int8Layout: String?
 
     public init() {}
 
@@ -195,6 +198,7 @@ extension Mamba2Config {
         useCache = try json.bool("use_cache") ?? useCache
         chunkSize = try json.int("chunk_size") ?? chunkSize
         tieWordEmbeddings = try json.bool("tie_word_embeddings") ?? tieWordEmbeddings
+        int8Layout = try json.object("quantization_config")?.string("layout")
         if try json.bool("norm_before_gate") == true {
             throw Mamba2Error.unsupportedConfig(field: "norm_before_gate", reason: "Mamba-2 checkpoints gate before the norm (false)")
         }

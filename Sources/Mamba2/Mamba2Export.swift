@@ -35,9 +35,10 @@ extension Mamba2Config {
 
 extension Mamba2Config {
     /// How `mamba2 convert --dtype int8` describes its folders (our format: transformers does
-    /// not read it): each quantized matrix `X` is an `I8` tensor plus `X_scale`, fp32
-    /// `[rows, row / 32]`.
-    static let int8QuantizationJSON = "{\"quant_method\": \"swift-mamba2-int8\", \"bits\": 8, \"block_size\": 32, \"scale_dtype\": \"float32\"}"
+    /// not read it): each quantized matrix `X` is an `I8` tensor, its rows in the byte order
+    /// `layout` names (`WeightView.int8Layout`), plus `X_scale`, fp32 `[rows, row / 32]`.
+    static let int8QuantizationJSON =
+        "{\"quant_method\": \"swift-mamba2-int8\", \"bits\": 8, \"block_size\": 32, \"scale_dtype\": \"float32\", \"layout\": \"\(WeightView.int8Layout)\"}"
 }
 
 extension Mamba2Weights {

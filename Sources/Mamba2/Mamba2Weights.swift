@@ -127,6 +127,13 @@ public struct Mamba2Weights: Sendable {
         } else {
             let checkpoint = try Checkpoint(directory: directory)
             try self.init(config: config, checkpoint: checkpoint)
+            // The byte order of int8 rows is this package's own: a folder must say it has ours.
+            if config.int8Layout != WeightView.int8Layout, let int8 = checkpoint.names.first(where: { (try? checkpoint.view($0).dtype) == .int8 }) {
+                let found = config.int8Layout.map { "\"\($0)\"" } ?? "none (folders written before the layout was recorded keep blocks in order)"
+                throw Mamba2Error.unsupportedWeight(
+                    name: int8,
+                    reason: "int8 rows stored in an unknown byte order: config.json's quantization_config.layout is \(found), not \"\(WeightView.int8Layout)\"; convert the original weights again with `mamba2 convert --dtype int8`")
+            }
             if let progress { checkpoint.prefetch(progress: progress) }
         }
     }

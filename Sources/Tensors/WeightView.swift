@@ -1,3 +1,5 @@
+import CKernels
+
 /// A read-only, zero-copy view of a stored tensor (fp32, bf16 or fp16), such as a weight inside a
 /// memory-mapped safetensors file. Elements are widened to fp32 as they are read.
 ///
@@ -8,12 +10,25 @@ public struct WeightView: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     /// For quantized int8 weights: one fp32 scale per `quantizationBlock` consecutive elements
     /// (blocks never cross a row, since rows hold whole blocks): element i is
-    /// `Float(q[i]) · scales[i / quantizationBlock]`.
+    /// `Float(q[i]) · scales[i / quantizationBlock]`, with q in the stored order of
+    /// `int8Layout` (`bytes` holds element i at `int8Offset(i)`).
     public let scales: UnsafeRawBufferPointer?
     private let owner: AnyObject
 
     /// Elements per int8 scale (as llama.cpp's Q8_0).
     public static let quantizationBlock = 32
+
+    /// How quantized rows order their bytes: each run of four whole blocks interleaved in 4-byte
+    /// pieces, the last `blocks % 4` blocks of a row in order (`ck_q8_offset` in CKernels, where
+    /// the decode kernel's reason is). int8 folders name it in `quantization_config.layout`.
+    public static let int8Layout = "blocks-of-4-interleaved-by-4-bytes"
+
+    /// The byte of element `index` of a quantized weight.
+    @inlinable
+    public func int8Offset(_ index: Int) -> Int {
+        let width = shape.last ?? 1
+        return index - index % width + Int(ck_q8_offset(Int64(index % width), Int64(width)))
+    }
 
     /// Wraps memory that `owner` keeps alive. `bytes.count` must equal `shape.product × dtype.size`;
     /// callers validate this once at the boundary (e.g. the safetensors header check).
@@ -78,7 +93,7 @@ public struct WeightView: @unchecked Sendable {
         precondition(isQuantizable, "int8 needs a matrix whose rows hold whole blocks of \(Self.quantizationBlock), got \(shape)")
         if dtype == .int8 && scales != nil { return self }
         let (rows, width) = (shape[0], shape[1])
-        let storage = QuantizedStorage(count: count)
+        let storage = QuantizedStorage(count: count, rowLength: width)
         let source = self
         Fast.parallelFor(rows, threads: threads) { range in
             var row = [Float](repeating: 0, count: width)
@@ -91,7 +106,7 @@ public struct WeightView: @unchecked Sendable {
     }
 
     static func quantizing(_ values: [Float], shape: [Int]) -> WeightView {
-        let storage = QuantizedStorage(count: values.count)
+        let storage = QuantizedStorage(count: values.count, rowLength: shape.last ?? 0)
         values.withUnsafeBufferPointer { storage.quantize($0, at: 0) }
         return storage.view(shape: shape)
     }
@@ -109,8 +124,8 @@ public struct WeightView: @unchecked Sendable {
         case .float16:
             return HalfConversion.float(fromFloat16: bytes.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self))
         case .int8:
-            let q = Float(Int8(bitPattern: bytes.load(fromByteOffset: index, as: UInt8.self)))
-            guard let scales else { return q }
+            guard let scales else { return Float(Int8(bitPattern: bytes.load(fromByteOffset: index, as: UInt8.self))) }
+            let q = Float(Int8(bitPattern: bytes.load(fromByteOffset: int8Offset(index), as: UInt8.self)))
             return q * scales.loadUnaligned(fromByteOffset: index / Self.quantizationBlock * 4, as: Float.self)
         }
     }
@@ -136,9 +151,15 @@ public struct WeightView: @unchecked Sendable {
         Tensor(shape: shape, scalars: floats())
     }
 
-    /// The same bytes under another shape with the same element count.
+    /// The same bytes under another shape with the same element count (a quantized weight keeps
+    /// its row length, unless neither length holds a run of four blocks: the stored order
+    /// depends on it).
     public func reshaped(_ newShape: [Int]) -> WeightView {
-        if let scales { return WeightView(quantized: bytes, scales: scales, shape: newShape, owner: owner) }
+        if let scales {
+            let (old, new) = (shape.last ?? 0, newShape.last ?? 0)
+            precondition(old == new || max(old, new) < 4 * Self.quantizationBlock, "a quantized \(shape) cannot become \(newShape)")
+            return WeightView(quantized: bytes, scales: scales, shape: newShape, owner: owner)
+        }
         return WeightView(dtype: dtype, shape: newShape, bytes: bytes, owner: owner)
     }
 
@@ -150,8 +171,8 @@ public struct WeightView: @unchecked Sendable {
         return WeightView(dtype: .float32, shape: leading + [width / Self.quantizationBlock], bytes: scales, owner: owner)
     }
 
-    /// The int8 values of a quantized weight without their scales (what a checkpoint stores
-    /// under the weight's own name).
+    /// The int8 values of a quantized weight without their scales, in stored order (what a
+    /// checkpoint stores under the weight's own name).
     public var quantizedValues: WeightView? {
         guard scales != nil else { return nil }
         return WeightView(dtype: .int8, shape: shape, bytes: bytes, owner: owner)
@@ -194,17 +215,20 @@ private final class Owners {
     }
 }
 
-/// Owned memory for a quantized weight: the int8 values, then the fp32 scales.
+/// Owned memory for a quantized weight: the int8 values (rows in stored order), then the fp32
+/// scales.
 final class QuantizedStorage: @unchecked Sendable {
     let storage: OwnedBytes
     let count: Int
+    let rowLength: Int
 
-    init(count: Int) {
+    init(count: Int, rowLength: Int) {
         self.count = count
+        self.rowLength = rowLength
         storage = OwnedBytes(count: count + count / WeightView.quantizationBlock * 4)
     }
 
-    /// Quantizes `values` (whole blocks) into elements `start…`.
+    /// Quantizes `values` (whole rows) into elements `start…`.
     func quantize(_ values: UnsafeBufferPointer<Float>, at start: Int) {
         let block = WeightView.quantizationBlock
         let q = storage.pointer.assumingMemoryBound(to: Int8.self)
@@ -212,6 +236,7 @@ final class QuantizedStorage: @unchecked Sendable {
         for first in stride(from: 0, to: values.count, by: block) {
             scales[(start + first) / block] = WeightView.quantizeBlock(values[first..<(first + block)]) { q[start + first + $0] = $1 }
         }
+        ck_q8_interleave_rows(q + start, Int64(values.count / rowLength), Int64(rowLength))
     }
 
     func view(shape: [Int]) -> WeightView {

@@ -35,7 +35,7 @@ struct QuantizedModelTests {
         #expect(names.contains("backbone.layers.0.mixer.in_proj.weight_scale") && names.contains("backbone.embeddings.weight_scale"))
         #expect(names.contains("lm_head.weight_scale") == !tied)
         let json = try String(contentsOf: output.appendingPathComponent("config.json"), encoding: .utf8)
-        #expect(json.contains("\"quant_method\": \"swift-mamba2-int8\""))
+        #expect(json.contains("\"quant_method\": \"swift-mamba2-int8\"") && json.contains("\"layout\": \"\(WeightView.int8Layout)\""))
 
         let loaded = try Mamba2ForCausalLM(directory: output)
         let inProj = loaded.backbone.weights.layers[1].mixer.inProj
@@ -58,6 +58,21 @@ struct QuantizedModelTests {
         let scale = reference.scalars.map(abs).max()!
         #expect(Difference(fast, reference).max <= 0.05 * scale)
         #expect(Difference(fast, reference).max > 0)
+    }
+
+    @Test("an int8 folder that does not name our byte order (or names another) is refused, naming a tensor and the field")
+    func unknownLayout() throws {
+        let config = Self.config(tied: true)
+        let output = temporary()
+        try Mamba2Weights.random(config: config, dtype: .float32, seed: 3).writeHuggingFaceFolder(config: config, dtype: .int8, to: output)
+        let file = output.appendingPathComponent("config.json")
+        let json = try String(contentsOf: file, encoding: .utf8)
+        for (replacement, found) in [("", "none (folders written before"), (", \"layout\": \"rows\"", "\"rows\"")] {
+            try json.replacingOccurrences(of: ", \"layout\": \"\(WeightView.int8Layout)\"", with: replacement).write(to: file, atomically: false, encoding: .utf8)
+            let error = #expect(throws: Mamba2Error.self) { try Mamba2ForCausalLM(directory: output) }
+            let message = error.map { "\($0)" } ?? ""
+            #expect(message.hasPrefix("weight 'backbone.embeddings.weight': int8 rows stored in an unknown byte order: config.json's quantization_config.layout is \(found)"), "\(message)")
+        }
     }
 
     @Test("int8 folders convert back to fp32 with the dequantized weights")

@@ -32,6 +32,29 @@ struct QuantizationTests {
         #expect(fromHalf.floats() == WeightView(WeightView(tensor, as: .bfloat16).tensor(), as: .int8).floats())
     }
 
+    @Test("rows store runs of four blocks interleaved in 4-byte pieces, the last blocks % 4 in order")
+    func layout() {
+        var generator = SeededGenerator(seed: 10)
+        // Rows of 9 blocks: two runs of four, then one block in order.
+        let (rows, k) = (2, 288)
+        let tensor = randomTensor([rows, k], in: -2...2, using: &generator)
+        let view = WeightView(tensor, as: .int8)
+        // Value e of a run's block b at byte 16 · (e / 4) + 4 · b + e % 4 of the run.
+        #expect(view.int8Offset(0) == 0 && view.int8Offset(3) == 3 && view.int8Offset(4) == 16)
+        #expect(view.int8Offset(32 + 5) == 16 + 4 + 1 && view.int8Offset(3 * 32 + 31) == 16 * 7 + 12 + 3)
+        #expect(view.int8Offset(128 + 32 + 9) == 128 + 32 + 4 + 1 && view.int8Offset(256 + 7) == 256 + 7)
+        #expect(view.int8Offset(k + 32 + 5) == k + 16 + 4 + 1)
+        for row in 0..<rows {
+            #expect(Set((0..<k).map { view.int8Offset(row * k + $0) }) == Set((row * k)..<((row + 1) * k)))
+        }
+        // Each stored byte is the value quantized from the element the layout puts there.
+        let plain = WeightView(Tensor(shape: [rows * 9, 32], scalars: tensor.scalars), as: .int8)  // rows of one block: in order
+        for index in 0..<(rows * k) {
+            #expect(view.bytes[view.int8Offset(index)] == plain.bytes[index], "element \(index)")
+        }
+        #expect(view.floats() == plain.floats())
+    }
+
     @Test("values and scales split and pair again; mismatched scales are refused")
     func pairing() throws {
         var generator = SeededGenerator(seed: 9)
@@ -67,7 +90,7 @@ struct QuantizedProductTests {
                 var expected: Float = 0
                 for b in 0..<2 {
                     var sum: Float = 0
-                    for c in (b * 32)..<((b + 1) * 32) { sum += roundedEven(x[row, c]) * Float(Int8(bitPattern: weight.bytes[j * 64 + c])) }
+                    for c in (b * 32)..<((b + 1) * 32) { sum += roundedEven(x[row, c]) * Float(Int8(bitPattern: weight.bytes[weight.int8Offset(j * 64 + c)])) }
                     expected += sum * weight.scales!.load(fromByteOffset: (j * 2 + b) * 4, as: Float.self)
                 }
                 #expect(abs(reference[row, j] - expected) <= 1e-4 * abs(expected), "row \(row), column \(j)")

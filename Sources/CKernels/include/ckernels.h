@@ -26,6 +26,18 @@ void ck_limit_isa(int level);
 void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype,
                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
+/// Block-quantized int8 rows are stored with each run of four whole blocks (128 values; the last
+/// `blocks % 4` blocks of a row stay in order) interleaved in 4-byte pieces: value e of the run's
+/// block b is at byte 16 · (e / 4) + 4 · b + e % 4 of the run. Each 32-byte load then holds 8
+/// values of all four blocks, so the decode kernel's 32-bit sums fall into per-block lanes with
+/// plain additions (without VNNI, merging them with horizontal adds cost a sixth of its time).
+/// The byte of a row's value c.
+int64_t ck_q8_offset(int64_t c, int64_t k);
+
+/// Rows of int8 values (rows: [count, k], k a multiple of 32) from value order to the stored
+/// order above, in place.
+void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
+
 /// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32. For decoding (a few
@@ -36,8 +48,8 @@ void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const i
 
 typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
 
-/// Calls body(context, xq, xs) with x's rows quantized block by block exactly as the weights are
-/// (x: [rows, k]; xq: [rows, k]; xs: [rows, k / 32]), in a buffer on this thread's stack (the
+/// Calls body(context, xq, xs) with x's rows quantized block by block exactly as the weights are,
+/// and stored in their order (x: [rows, k]; xq: [rows, k]; xs: [rows, k / 32]), in a buffer on this thread's stack (the
 /// heap beyond 32 KB). Returns 0, not calling body, when the heap buffer cannot be had.
 int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context);
 

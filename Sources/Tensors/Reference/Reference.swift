@@ -34,7 +34,7 @@ extension Reference {
 
     /// `linear` for block-quantized int8 weights (W8A8, llama.cpp's Q8_0 × Q8_0): each block of
     /// 32 activations is quantized as the weights are, and contributes
-    /// `scale_w · scale_x · Σ q_w · q_x` (an exact integer sum).
+    /// `scale_w · scale_x · Σ q_w · q_x` (an exact integer sum), the weights read in value order.
     static func quantizedLinear(_ x: Tensor, weight: WeightView, bias: WeightView?) -> Tensor {
         let (n, k) = (weight.shape[0], weight.shape[1])
         let block = WeightView.quantizationBlock
@@ -57,7 +57,7 @@ extension Reference {
                 var sum: Float = 0
                 for blockIndex in 0..<blocks {
                     var integer: Int32 = 0
-                    for c in (blockIndex * block)..<((blockIndex + 1) * block) { integer += Int32(Int8(bitPattern: q[j * k + c])) * Int32(xq[row * k + c]) }
+                    for c in (blockIndex * block)..<((blockIndex + 1) * block) { integer += Int32(Int8(bitPattern: q[weight.int8Offset(j * k + c)])) * Int32(xq[row * k + c]) }
                     // Scales in a mapped file need not be 4-byte aligned.
                     let scale = scales.loadUnaligned(fromByteOffset: (j * blocks + blockIndex) * 4, as: Float.self)
                     sum += Float(integer) * (scale * xs[row * blocks + blockIndex])
