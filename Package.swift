@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 "Mamba2",
                 "Generation",
+                "Tensors",
                 "Tokenizers",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

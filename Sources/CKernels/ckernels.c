@@ -70,6 +70,14 @@ CK_INLINE float bf16_to_f32(uint16_t bits) {
     return value;
 }
 
+// Round to nearest even; a NaN stays a (quiet) NaN rather than rounding into an infinity.
+CK_INLINE uint16_t f32_to_bf16(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    if (value != value) return (uint16_t)((bits >> 16) | 0x0040);
+    return (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+
 CK_INLINE float f16_to_f32(uint16_t bits) {
     uint32_t sign = (uint32_t)(bits & 0x8000) << 16;
     int32_t exponent = (bits >> 10) & 0x1F;
@@ -1173,28 +1181,87 @@ static CK_AVX512 void ssm_step_avx512(const float *x, float dt, float A, float D
 #endif
 
 #ifdef CK_X86
-static CK_AVX2 void ssm_step_avx2(const float *x, float dt, float A, float D, const float *B, const float *C,
-                                  int64_t p, int64_t n, float *state, float *y) {
-    const float dA = expf(dt * A);
-    const int64_t n8 = n & ~(int64_t)7;
-    const __m256 vdA = _mm256_set1_ps(dA);
-    for (int64_t i = 0; i < p; i++) {
-        float *si = state + i * n;
-        const __m256 dtx = _mm256_set1_ps(dt * x[i]);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t j = 0; j < n8; j += 8) {
-            __m256 s = _mm256_fmadd_ps(_mm256_loadu_ps(si + j), vdA, _mm256_mul_ps(dtx, _mm256_loadu_ps(B + j)));
-            _mm256_storeu_ps(si + j, s);
-            acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + j), acc);
-        }
-        float out = hsum256(acc);
-        for (int64_t j = n8; j < n; j++) {
-            const float s = si[j] * dA + dt * x[i] * B[j];
-            si[j] = s;
-            out += s * C[j];
-        }
-        y[i] = out + D * x[i];
+CK_INLINE CK_AVX2 __m256 bf16x8_load_avx2(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+// f32_to_bf16 on 8 lanes.
+CK_INLINE CK_AVX2 void bf16x8_store_avx2(uint16_t *p, __m256 v) {
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i high = _mm256_srli_epi32(bits, 16);
+    const __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(high, _mm256_set1_epi32(1)))), 16);
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    const __m256i lanes = _mm256_blendv_epi8(rounded, _mm256_or_si256(high, _mm256_set1_epi32(0x40)), nan);
+    // Pack the 32-bit lanes (each below 2^16) to 16 bits: [0–3 0–3 | 4–7 4–7] → 0–7.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lanes, lanes), 0x08);
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
+}
+#endif
+
+CK_INLINE float f32_load(float value) { return value; }
+CK_INLINE float f32_store(float value) { return value; }
+
+// One recurrent step of one head with its state stored as T: each element read with LOAD
+// (LOAD8 for 8 at a time), updated in fp32, stored with STORE (STORE8), and its fp32 value
+// used for y.
+#define CK_DEFINE_SSM_STEP_GENERIC(name, T, LOAD, STORE)                                                     \
+    static void name(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,  \
+                     int64_t n, T *state, float *y) {                                                        \
+        const float dA = expf(dt * A);                                                                       \
+        for (int64_t i = 0; i < p; i++) {                                                                    \
+            T *si = state + i * n;                                                                           \
+            float out = 0;                                                                                   \
+            for (int64_t j = 0; j < n; j++) {                                                                \
+                const float s = LOAD(si[j]) * dA + dt * x[i] * B[j];                                         \
+                si[j] = STORE(s);                                                                            \
+                out += s * C[j];                                                                             \
+            }                                                                                                \
+            y[i] = out + D * x[i];                                                                           \
+        }                                                                                                    \
     }
+
+#define CK_DEFINE_SSM_STEP_AVX2(name, T, LOAD8, STORE8, LOAD, STORE)                                          \
+    static CK_AVX2 void name(const float *x, float dt, float A, float D, const float *B, const float *C,     \
+                             int64_t p, int64_t n, T *state, float *y) {                                     \
+        const float dA = expf(dt * A);                                                                       \
+        const int64_t n8 = n & ~(int64_t)7;                                                                  \
+        const __m256 vdA = _mm256_set1_ps(dA);                                                               \
+        for (int64_t i = 0; i < p; i++) {                                                                    \
+            T *si = state + i * n;                                                                           \
+            const __m256 dtx = _mm256_set1_ps(dt * x[i]);                                                    \
+            __m256 acc = _mm256_setzero_ps();                                                                \
+            for (int64_t j = 0; j < n8; j += 8) {                                                            \
+                __m256 s = _mm256_fmadd_ps(LOAD8(si + j), vdA, _mm256_mul_ps(dtx, _mm256_loadu_ps(B + j)));  \
+                STORE8(si + j, s);                                                                           \
+                acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + j), acc);                                       \
+            }                                                                                                \
+            float out = hsum256(acc);                                                                        \
+            for (int64_t j = n8; j < n; j++) {                                                               \
+                const float s = LOAD(si[j]) * dA + dt * x[i] * B[j];                                         \
+                si[j] = STORE(s);                                                                            \
+                out += s * C[j];                                                                             \
+            }                                                                                                \
+            y[i] = out + D * x[i];                                                                           \
+        }                                                                                                    \
+    }
+
+CK_DEFINE_SSM_STEP_GENERIC(ssm_step_generic, float, f32_load, f32_store)
+CK_DEFINE_SSM_STEP_GENERIC(ssm_step_bf16_generic, uint16_t, bf16_to_f32, f32_to_bf16)
+#ifdef CK_X86
+CK_DEFINE_SSM_STEP_AVX2(ssm_step_avx2, float, _mm256_loadu_ps, _mm256_storeu_ps, f32_load, f32_store)
+CK_DEFINE_SSM_STEP_AVX2(ssm_step_bf16_avx2, uint16_t, bf16x8_load_avx2, bf16x8_store_avx2, bf16_to_f32, f32_to_bf16)
+
+static CK_AVX2 void bf16_widen_avx2(const uint16_t *src, int64_t count, float *dst) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, bf16x8_load_avx2(src + i));
+    for (; i < count; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
+static CK_AVX2 void bf16_round_avx2(const float *src, int64_t count, uint16_t *dst) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) bf16x8_store_avx2(dst + i, _mm256_loadu_ps(src + i));
+    for (; i < count; i++) dst[i] = f32_to_bf16(src[i]);
 }
 #endif
 
@@ -1204,17 +1271,29 @@ void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, con
     if (ck_isa() == 2) { ssm_step_avx512(x, dt, A, D, B, C, p, n, state, y); return; }
     if (ck_isa() == 1) { ssm_step_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
 #endif
-    const float dA = expf(dt * A);
-    for (int64_t i = 0; i < p; i++) {
-        float *si = state + i * n;
-        float out = 0;
-        for (int64_t j = 0; j < n; j++) {
-            const float s = si[j] * dA + dt * x[i] * B[j];
-            si[j] = s;
-            out += s * C[j];
-        }
-        y[i] = out + D * x[i];
-    }
+    ssm_step_generic(x, dt, A, D, B, C, p, n, state, y);
+}
+
+void ck_ssm_step_bf16(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p, int64_t n,
+                      uint16_t *state, float *y) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) { ssm_step_bf16_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
+#endif
+    ssm_step_bf16_generic(x, dt, A, D, B, C, p, n, state, y);
+}
+
+void ck_bf16_widen(const uint16_t *src, int64_t count, float *dst) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) { bf16_widen_avx2(src, count, dst); return; }
+#endif
+    for (int64_t i = 0; i < count; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
+void ck_bf16_round(const float *src, int64_t count, uint16_t *dst) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) { bf16_round_avx2(src, count, dst); return; }
+#endif
+    for (int64_t i = 0; i < count; i++) dst[i] = f32_to_bf16(src[i]);
 }
 
 // Several tokens of one head through the recurrence (prefill): the step above, four tokens at a
@@ -1290,7 +1369,9 @@ typedef struct {
     const float *raw_dt, *dt_bias, *xbc, *A, *D;
     float dt_min, dt_max;
     int64_t e, h, p, n, groups;
-    float *ssm_state, *y;
+    void *ssm_state;
+    int32_t ssm_dtype;
+    float *y;
     int64_t next;
 } mixer_heads_job;
 
@@ -1306,20 +1387,24 @@ static void mixer_heads(void *context, int32_t participant) {
         dt = dt > job->dt_max ? job->dt_max : dt;
         const int64_t group = head / per_group;
         const float *B = job->xbc + job->e + group * job->n, *C = job->xbc + job->e + job->groups * job->n + group * job->n;
-        ck_ssm_step(job->xbc + head * job->p, dt, job->A[head], job->D[head], B, C, job->p, job->n,
-                    job->ssm_state + head * job->p * job->n, job->y + head * job->p);
+        if (job->ssm_dtype == CK_BF16)
+            ck_ssm_step_bf16(job->xbc + head * job->p, dt, job->A[head], job->D[head], B, C, job->p, job->n,
+                             (uint16_t *)job->ssm_state + head * job->p * job->n, job->y + head * job->p);
+        else
+            ck_ssm_step(job->xbc + head * job->p, dt, job->A[head], job->D[head], B, C, job->p, job->n,
+                        (float *)job->ssm_state + head * job->p * job->n, job->y + head * job->p);
     }
 }
 
 void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
                    const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
-                   const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
-                   float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads) {
+                   const float *A, const float *D, float dt_min, float dt_max, void *ssm_state, int32_t ssm_dtype,
+                   const float *norm_weight, float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads) {
     // 2. conv + SiLU over [x, B, C], the conv state shifted by one.
     ck_conv_silu(zxbcdt + e, 1, conv_dim, taps, conv_bias, k, conv_dim, conv_state, xbc, conv_dim, 0, conv_dim);
     // 3. Each head's dt and recurrent step, on the pool's threads; it is busy when this step is
     // itself one of several run in parallel: then on this one.
-    mixer_heads_job job = {zxbcdt + e + conv_dim, dt_bias, xbc, A, D, dt_min, dt_max, e, h, p, n, groups, ssm_state, y, 0};
+    mixer_heads_job job = {zxbcdt + e + conv_dim, dt_bias, xbc, A, D, dt_min, dt_max, e, h, p, n, groups, ssm_state, ssm_dtype, y, 0};
     const int32_t participants = threads > h ? (int32_t)h : threads;
     if (participants < 2 || !ck_pool_run(participants, mixer_heads, &job)) mixer_heads(&job, 0);
     // Gated RMSNorm: norm(y · silu(z)) per group.

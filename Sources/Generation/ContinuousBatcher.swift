@@ -203,7 +203,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         var batch: [Sequence] = []
         var prefilling: [Prefilling] = []
         // `layers × ([b, k − 1, conv_dim], [b, h, p, n])`: row i belongs to `batch[i]`.
-        var state = Mamba2State(config: generator.model.config, batchSize: 0)
+        var state = Mamba2State(config: generator.model.config, batchSize: 0, ssmDType: generator.model.ssmStateDType)
         while true {
             condition.lock()
             while queue.isEmpty && batch.isEmpty && prefilling.isEmpty && shutdownDeadline == nil { condition.wait() }
@@ -242,7 +242,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 return true
             }
 
-            prefilling += admitted.map { Prefilling(waiting: $0, state: Mamba2State(config: generator.model.config, batchSize: 1)) }
+            prefilling += admitted.map { Prefilling(waiting: $0, state: Mamba2State(config: generator.model.config, batchSize: 1, ssmDType: generator.model.ssmStateDType)) }
             if !prefilling.isEmpty {
                 readPrompt(of: &prefilling, into: &batch, state: &state)
             }

@@ -49,7 +49,7 @@ public enum GenerationEvent: Sendable {
 /// transformers' `generate` for Mamba-2: prefill the prompt in one pass through the state, then
 /// decode one token at a time; greedy or sampled; rows of a left-padded batch finish on their own.
 public struct Generator: Sendable {
-    public let model: Mamba2ForCausalLM
+    public var model: Mamba2ForCausalLM
     public let tokenizer: Tokenizer?
     /// The model folder's `generation_config.json`, or transformers' defaults.
     public let defaults: GenerationConfig

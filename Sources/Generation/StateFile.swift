@@ -32,7 +32,7 @@ public enum StateFile {
         var tensors: [String: WeightView] = ["next_logits": WeightView(session.nextLogits)]
         for (index, layer) in session.state.layers.enumerated() {
             tensors["layers.\(index).conv"] = WeightView(layer.conv)
-            tensors["layers.\(index).ssm"] = WeightView(layer.ssm)
+            tensors["layers.\(index).ssm"] = WeightView(layer.ssm, as: layer.ssmStorage.dtype)  // bf16 widened and rounded back: exact
         }
         var metadata = fingerprint(config)
         metadata["format"] = format
@@ -74,10 +74,23 @@ public enum StateFile {
             }
             return view.tensor()
         }
+        // The SSM state as it was kept: F32, or BF16 in every layer.
+        let ssmShape = [rows, config.numHeads, config.headDim, config.stateSize]
+        let ssmDType: DType = file.tensors["layers.0.ssm"]?.dtype == DType.bfloat16.rawValue ? .bfloat16 : .float32
         let layers = try (0..<config.numHiddenLayers).map { index in
-            Mamba2State.Layer(
-                conv: try tensor("layers.\(index).conv", [rows, config.convKernel - 1, config.convDim]),
-                ssm: try tensor("layers.\(index).ssm", [rows, config.numHeads, config.headDim, config.stateSize]))
+            let name = "layers.\(index).ssm"
+            let conv = try tensor("layers.\(index).conv", [rows, config.convKernel - 1, config.convDim])
+            guard ssmDType == .bfloat16 else { return Mamba2State.Layer(conv: conv, ssm: try tensor(name, ssmShape)) }
+            guard file.tensors[name] != nil else { throw GenerationError.malformedFile(file: path, reason: "missing tensor '\(name)'") }
+            let view = try file.view(name)
+            guard view.shape == ssmShape, view.dtype == .bfloat16 else {
+                throw GenerationError.stateMismatch(file: path, reason: "tensor '\(name)' is \(view.dtype.rawValue) \(view.shape), expected BF16 \(ssmShape) as layer 0's")
+            }
+            let bits = [UInt16](unsafeUninitializedCapacity: view.count) { buffer, initialized in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: view.bytes)  // the file's offset need not be 2-byte aligned
+                initialized = view.count
+            }
+            return Mamba2State.Layer(conv: conv, ssmStorage: SSMStateStorage(bfloat16: bits, shape: ssmShape))
         }
         let expected = Set(["next_logits"] + (0..<config.numHiddenLayers).flatMap { ["layers.\($0).conv", "layers.\($0).ssm"] })
         if let extra = file.tensors.keys.sorted().first(where: { !expected.contains($0) }) {
@@ -88,9 +101,10 @@ public enum StateFile {
             history: history, pending: nil)
     }
 
-    /// Bytes a state file's tensors take for `batch` sequences (the header adds well under 1 KB).
-    public static func tensorBytes(for config: Mamba2Config, batch: Int = 1) -> Int {
-        let perLayer = (config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize
-        return 4 * batch * (config.numHiddenLayers * perLayer + config.vocabSize)
+    /// Bytes a state file's tensors take for `batch` sequences whose SSM state is kept in
+    /// `ssmDType` (the header adds well under 1 KB).
+    public static func tensorBytes(for config: Mamba2Config, batch: Int = 1, ssmDType: DType = .float32) -> Int {
+        let perLayer = 4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize
+        return batch * (config.numHiddenLayers * perLayer + 4 * config.vocabSize)
     }
 }

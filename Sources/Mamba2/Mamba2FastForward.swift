@@ -151,7 +151,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                     if fusedStep {
                         // 2.–3. and the gated norm, fused, for a single-token step: the sequences
                         // of a batch spread over the threads, or a lone sequence's heads.
-                        Self.withStatePointers(&state.layers[index]) { convState, ssmState in
+                        Self.withStatePointers(&state.layers[index]) { convState, ssmState, ssmDType in
                             Fast.parallelFor(b, threads: b >= threads ? threads : 1) { sequences in
                                 for sequence in sequences {
                                     Fast.mixerStep(
@@ -159,7 +159,7 @@ final class Mamba2FastForward: @unchecked Sendable {
                                         stateSize: config.stateSize, groups: config.nGroups, convTaps: layer.convTaps,
                                         convBias: layer.convBias, kernel: k, convState: convState + sequence * (k - 1) * convDim,
                                         dtBias: layer.dtBias, A: layer.A, D: layer.D, dtLimit: config.timeStepLimit,
-                                        ssmState: ssmState + sequence * h * config.headDim * config.stateSize,
+                                        ssmState: ssmState + sequence * h * config.headDim * config.stateSize * ssmDType.size, ssmDType: ssmDType,
                                         normWeight: layer.gatedNorm, epsilon: config.layerNormEpsilon, normGroup: config.normGroupSize,
                                         xBC: X + sequence * convDim, y: Y + sequence * e, out: G + sequence * e,
                                         threads: b >= threads ? 1 : threads)
@@ -190,11 +190,11 @@ final class Mamba2FastForward: @unchecked Sendable {
                                 DT[row * h + head] = min(max(step, config.timeStepLimit.lowerBound), config.timeStepLimit.upperBound) * keep
                             }
                         }
-                        state.layers[index].ssm.scalars.withUnsafeMutableBufferPointer { ssm in
+                        Self.withFloatSSMState(&state.layers[index].ssmStorage) { ssm in
                             SSMHeads(
                                 x: X, ldx: convDim, dt: DT, lddt: h, B: X + e, C: X + e + config.nGroups * config.stateSize,
                                 ldbc: convDim, length: l, heads: h, headDim: config.headDim, groups: config.nGroups,
-                                stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm.baseAddress!, y: Y, ldy: e
+                                stateSize: config.stateSize, A: layer.A, D: layer.D, state: ssm, y: Y, ldy: e
                             ).run(batch: b, chunkSize: chunkSize, threads: scanThreads)
                         }
 
@@ -229,10 +229,29 @@ final class Mamba2FastForward: @unchecked Sendable {
 }
 
 extension Mamba2FastForward {
-    /// A layer's conv state `[b, k − 1, conv_dim]` and SSM state `[b, h, p, n]`, both writable.
-    static func withStatePointers<R>(_ layer: inout Mamba2State.Layer, _ body: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> R) -> R {
-        layer.conv.scalars.withUnsafeMutableBufferPointer { conv in
-            layer.ssm.scalars.withUnsafeMutableBufferPointer { ssm in body(conv.baseAddress!, ssm.baseAddress!) }
+    /// A layer's conv state `[b, k − 1, conv_dim]` and SSM state `[b, h, p, n]` (stored in the
+    /// dtype passed along), both writable.
+    static func withStatePointers<R>(_ layer: inout Mamba2State.Layer, _ body: (UnsafeMutablePointer<Float>, UnsafeMutableRawPointer, DType) -> R) -> R {
+        let dtype = layer.ssmStorage.dtype
+        return layer.conv.scalars.withUnsafeMutableBufferPointer { conv in
+            layer.ssmStorage.withUnsafeMutableRawPointer { ssm in body(conv.baseAddress!, ssm, dtype) }
+        }
+    }
+
+    /// The SSM state `[b, h, p, n]` in fp32 for the scans: in place when stored so, else widened
+    /// into a copy that is rounded back afterwards (the scan computes in fp32, the stored state
+    /// is rounded once per call, as mamba_ssm's kernels do).
+    static func withFloatSSMState<R>(_ storage: inout SSMStateStorage, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+        let (dtype, count) = (storage.dtype, storage.count)
+        return storage.withUnsafeMutableRawPointer { raw in
+            if dtype == .float32 { return body(raw.assumingMemoryBound(to: Float.self)) }
+            let bits = raw.assumingMemoryBound(to: UInt16.self)
+            let values = UnsafeMutablePointer<Float>.allocate(capacity: count)  // [b, h, p, n]
+            defer { values.deallocate() }
+            Fast.widenBFloat16(bits, count: count, into: values)
+            let result = body(values)
+            Fast.roundToBFloat16(values, count: count, into: bits)
+            return result
         }
     }
 }

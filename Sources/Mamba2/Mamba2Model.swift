@@ -27,6 +27,9 @@ public struct Mamba2Model: Sendable {
     public let weights: Mamba2Weights
     /// Threads of the fast path (all cores by default).
     public var threads: Int
+    /// How states this model starts store the SSM state: `.float32` (default) or `.bfloat16`
+    /// (see `Mamba2State.init(config:batchSize:ssmDType:)`).
+    public var ssmStateDType: DType = .float32
     let fast: Mamba2FastForward
 
     public init(config: Mamba2Config, weights: Mamba2Weights, threads: Int = Fast.defaultThreads) {
@@ -50,7 +53,7 @@ public struct Mamba2Model: Sendable {
         path: ForwardPath = .fast
     ) throws -> Mamba2Output {
         let batch = try batchSize(of: input)
-        var current = state ?? Mamba2State(config: config, batchSize: batch)
+        var current = state ?? Mamba2State(config: config, batchSize: batch, ssmDType: ssmStateDType)
         var output = try self(input, attentionMask: attentionMask, updating: &current, outputHiddenStates: outputHiddenStates, scan: scan, path: path)
         output.state = state != nil || useCache ? current : nil
         return output
@@ -150,8 +153,13 @@ public struct Mamba2CausalLMOutput: Sendable {
 
 /// transformers' `Mamba2ForCausalLM`: the backbone and a linear head (tied or not).
 public struct Mamba2ForCausalLM: Sendable {
-    public let backbone: Mamba2Model
+    public private(set) var backbone: Mamba2Model
     public var config: Mamba2Config { backbone.config }
+    /// See `Mamba2Model.ssmStateDType`.
+    public var ssmStateDType: DType {
+        get { backbone.ssmStateDType }
+        set { backbone.ssmStateDType = newValue }
+    }
 
     public init(config: Mamba2Config, weights: Mamba2Weights, threads: Int = Fast.defaultThreads) {
         backbone = Mamba2Model(config: config, weights: weights, threads: threads)

@@ -36,6 +36,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported).")
     var runs = 3
 
+    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    var stateDType: String = "float32"
+
     func run() throws {
         try bench()
     }
@@ -47,6 +50,7 @@ struct Bench: ParsableCommand {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
         }
         let weightType = try dtype.map(parseDType)
+        let ssmDType = try parseStateDType(stateDType)
         let threadCount = threads ?? Fast.defaultThreads
         guard threadCount > 0 else { throw CLIError("--threads must be positive") }
 
@@ -67,7 +71,7 @@ struct Bench: ParsableCommand {
         let prompt = (0..<batch).map { _ in (0..<promptLen).map { _ in Int.random(in: 0..<config.vocabSize, using: &generator) } }
         func once(promptLength: Int, tokens: Int) throws -> (prefill: Double, decode: Double) {
             let ids = prompt.map { Array($0.prefix(promptLength)) }
-            var state = Mamba2State(config: config, batchSize: batch)
+            var state = Mamba2State(config: config, batchSize: batch, ssmDType: ssmDType)
             let start = DispatchTime.now()
             // As in generation: the prompt's logits are needed for its last position only.
             var output = try lm(.tokenIDs(ids), updating: &state, logitsToKeep: 1, path: forwardPath)
@@ -80,11 +84,11 @@ struct Bench: ParsableCommand {
             return (prefill, Self.seconds(since: decodeStart))
         }
         // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
-        // the fp32 state.
+        // the state (conv fp32, SSM as kept).
         let weights = lm.backbone.weights
         var matrixBytes = weights.lmHead.storageBytes
         for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
-        let stateBytes = 4 * batch * config.numHiddenLayers * ((config.convKernel - 1) * config.convDim + config.numHeads * config.headDim * config.stateSize)
+        let stateBytes = batch * config.numHiddenLayers * (4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize)
         let bytesPerStep = matrixBytes + 2 * stateBytes
 
         _ = try once(promptLength: min(promptLen, 16), tokens: min(newTokens, 4))

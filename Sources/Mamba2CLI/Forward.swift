@@ -23,6 +23,9 @@ struct Forward: ParsableCommand {
     @Option(help: "Output .npy file.")
     var output: String
 
+    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    var stateDType: String = "float32"
+
     func run() throws {
         let ids = try idRows.map { try parseIntegerList($0, option: "--ids") }
         let mask = maskRows.isEmpty ? nil : try maskRows.map { try parseIntegerList($0, option: "--mask") }
@@ -39,7 +42,8 @@ struct Forward: ParsableCommand {
         if let decodeFrom, !(0...length).contains(decodeFrom) {
             throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
         }
-        let model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
+        var model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
+        model.ssmStateDType = try parseStateDType(stateDType)
         let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)
         try NPY.write(logits, to: URL(fileURLWithPath: output))
     }
@@ -51,7 +55,7 @@ struct Forward: ParsableCommand {
             return try model(.tokenIDs(ids), attentionMask: mask).logits
         }
         let length = ids.first?.count ?? 0
-        var state = Mamba2State(config: model.config, batchSize: ids.count)
+        var state = Mamba2State(config: model.config, batchSize: ids.count, ssmDType: model.ssmStateDType)
         var pieces: [Tensor] = []  // each [b, l_i, vocab]
         func run(_ range: Range<Int>) throws {
             let output = try model(

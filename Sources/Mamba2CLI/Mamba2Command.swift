@@ -47,6 +47,15 @@ func parseDType(_ name: String) throws -> DType {
     }
 }
 
+/// Parses a `--state-dtype` value.
+func parseStateDType(_ name: String) throws -> DType {
+    switch name {
+    case "float32", "fp32": .float32
+    case "bfloat16", "bf16": .bfloat16
+    default: throw CLIError("--state-dtype must be float32 or bfloat16, got \(name)")
+    }
+}
+
 /// Parses `1,2,3` into integers, naming the option on failure.
 func parseIntegerList(_ text: String, option: String) throws -> [Int] {
     let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }

@@ -3,6 +3,7 @@ import Generation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Tensors
 import Tokenizers
 
 /// How `mamba2 serve` listens and what it allows.
@@ -21,10 +22,12 @@ public struct ServerOptions: Sendable {
     public var prefillChunk: Int
     /// The name `GET /v1/models` lists and requests may give as `model`.
     public var modelID: String
+    /// How each sequence's SSM state is kept (`Mamba2Model.ssmStateDType`).
+    public var ssmStateDType: DType
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBatch: Int = 8, maxQueue: Int = 64, limits: RequestLimits = RequestLimits(),
-        shutdownGrace: Double = 30, prefillChunk: Int = 256, modelID: String
+        shutdownGrace: Double = 30, prefillChunk: Int = 256, modelID: String, ssmStateDType: DType = .float32
     ) {
         self.host = host
         self.port = port
@@ -34,6 +37,7 @@ public struct ServerOptions: Sendable {
         self.shutdownGrace = shutdownGrace
         self.prefillChunk = prefillChunk
         self.modelID = modelID
+        self.ssmStateDType = ssmStateDType
     }
 }
 
@@ -59,6 +63,11 @@ public final class CompletionServer: Sendable {
         guard options.limits.maxPromptTokens >= 1, options.limits.maxNewTokens >= 1, options.limits.maxPrompts >= 1 else {
             throw GenerationError.invalidSetting(name: "limits", reason: "prompt tokens, new tokens and prompts per request must all be ≥ 1")
         }
+        guard options.ssmStateDType == .float32 || options.ssmStateDType == .bfloat16 else {
+            throw GenerationError.invalidSetting(name: "ssmStateDType", reason: "must be F32 or BF16, got \(options.ssmStateDType.rawValue)")
+        }
+        var generator = generator
+        generator.model.ssmStateDType = options.ssmStateDType
         self.options = options
         self.tokenizer = tokenizer
         self.hasChatTemplate = hasChatTemplate

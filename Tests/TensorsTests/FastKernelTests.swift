@@ -148,25 +148,80 @@ struct FusedMixerStepTests {
             weight: WeightView(norm), epsilon: 1e-5, groupSize: e / g)
 
         let taps = Fast.tapMajor(WeightView(convWeight), channels: convDim, kernel: k)
+        /// The fused step on these states (the SSM state in `dtype`); returns its output.
+        func fused(conv: inout [Float], ssm: UnsafeMutableRawPointer, dtype: DType, threads: Int) -> [Float] {
+            var (scratchX, scratchY, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
+            conv.withUnsafeMutableBufferPointer { convPointer in
+                Fast.mixerStep(
+                    projected: projected.scalars, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
+                    convTaps: taps, convBias: convBias?.scalars, kernel: k, convState: convPointer.baseAddress!, dtBias: dtBias,
+                    A: A, D: D, dtLimit: limit, ssmState: ssm, ssmDType: dtype, normWeight: norm.scalars, epsilon: 1e-5,
+                    normGroup: e / g, xBC: &scratchX, y: &scratchY, out: &out, threads: threads)
+            }
+            return out
+        }
         // One thread, and the heads split over the pool's threads (more than the cores: capped).
         for isa in Fast.availableInstructionSets {
             for threads in [1, 2, h + 1] {
                 Fast.limitInstructionSet(isa)
                 var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
-                var (scratchX, scratchY, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
-                fusedConv.withUnsafeMutableBufferPointer { convPointer in
-                    fusedSSM.withUnsafeMutableBufferPointer { ssmPointer in
-                        Fast.mixerStep(
-                            projected: projected.scalars, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
-                            convTaps: taps, convBias: convBias?.scalars, kernel: k, convState: convPointer.baseAddress!, dtBias: dtBias,
-                            A: A, D: D, dtLimit: limit, ssmState: ssmPointer.baseAddress!, normWeight: norm.scalars, epsilon: 1e-5,
-                            normGroup: e / g, xBC: &scratchX, y: &scratchY, out: &out, threads: threads)
-                    }
-                }
+                let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .float32, threads: threads) }
                 #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa) threads \(threads): output")
                 #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa) threads \(threads): SSM state")
                 #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa) threads \(threads): conv state")
             }
+        }
+
+        // The SSM state kept in bf16: widened, stepped in fp32 (y from the fp32 values), rounded
+        // once. The reference twin: the same recurrence from the widened state, then rounded.
+        let bits = ssmState.scalars.map(HalfConversion.bfloat16(from:))
+        let widened = Tensor(shape: [1, h, p, n], scalars: bits.map(HalfConversion.float(fromBFloat16:)))
+        let halfScan = Reference.ssmRecurrence(inputs, initialState: widened)
+        let halfNormed = Reference.gatedRMSNorm(
+            halfScan.y.reshaped([1, e]), gate: Tensor(shape: [1, e], scalars: Array(projected.scalars[0..<e])),
+            weight: WeightView(norm), epsilon: 1e-5, groupSize: e / g)
+        for isa in Fast.availableInstructionSets {
+            for threads in [1, 2] {
+                Fast.limitInstructionSet(isa)
+                var (fusedConv, fusedSSM) = (convState.scalars, bits)
+                let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .bfloat16, threads: threads) }
+                #expect(difference(Tensor(shape: [1, e], scalars: out), halfNormed).max <= 1e-4, "\(isa) threads \(threads): output, bf16 state")
+                // Rounded as the reference's fp32 values round, but for values the two fp32
+                // computations put on either side of a rounding boundary: one bf16 step apart.
+                var apart = 0
+                for (index, value) in halfScan.state.scalars.enumerated() {
+                    let stored = HalfConversion.float(fromBFloat16: fusedSSM[index])
+                    if stored != HalfConversion.float(fromBFloat16: HalfConversion.bfloat16(from: value)) {
+                        apart += 1
+                        #expect(abs(stored - value) <= abs(value) * 0x1p-8, "\(isa) threads \(threads): state \(index) \(stored) for \(value)")
+                    }
+                }
+                #expect(apart <= fusedSSM.count / 50, "\(isa) threads \(threads): \(apart) of \(fusedSSM.count) state values rounded apart")
+                #expect(fusedSSM != bits, "\(isa): the bf16 state was updated")
+            }
+        }
+    }
+}
+
+@Suite("bf16 state conversions")
+struct BFloat16ConversionTests {
+    @Test("widening and rounding 8 at a time equal HalfConversion on every instruction set: ties to even, subnormals, infinities, NaN")
+    func conversions() {
+        defer { Fast.limitInstructionSet(nil) }
+        var generator = SeededGenerator(seed: 16)
+        var values: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                               .leastNonzeroMagnitude, .leastNormalMagnitude, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
+                               Float(bitPattern: 0x3F80_7FFF), Float(bitPattern: 0x7F7F_FFFF), Float(bitPattern: 0x7FC0_0001), Float(bitPattern: 0x7F80_0001)]
+        values += (0..<101).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator)) }
+        let expected = values.map(HalfConversion.bfloat16(from:))
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            var rounded = [UInt16](repeating: 0, count: values.count)
+            var widened = [Float](repeating: 0, count: values.count)
+            Fast.roundToBFloat16(values, count: values.count, into: &rounded)
+            Fast.widenBFloat16(rounded, count: rounded.count, into: &widened)
+            #expect(rounded == expected, "\(isa)")
+            #expect(zip(widened, expected).allSatisfy { $0.bitPattern == HalfConversion.float(fromBFloat16: $1).bitPattern }, "\(isa)")
         }
     }
 }

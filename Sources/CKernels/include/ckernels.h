@@ -114,6 +114,17 @@ int64_t ck_ssd_workspace(int64_t q, int64_t p, int64_t n);
 void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
                  int64_t n, float *state, float *y);
 
+/// ck_ssm_step with the state stored in bf16 (as transformers' Mamba2Cache and mamba_ssm keep it
+/// for half-precision models): each element widened, updated and used for y in fp32, then
+/// stored rounded to nearest even, as mamba_ssm's selective_state_update does.
+void ck_ssm_step_bf16(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
+                      int64_t n, uint16_t *state, float *y);
+
+/// bf16 → fp32 (exact) and fp32 → bf16 (round to nearest even, NaN kept a quiet NaN), as
+/// `HalfConversion` does one value at a time.
+void ck_bf16_widen(const uint16_t *src, int64_t count, float *dst);
+void ck_bf16_round(const float *src, int64_t count, uint16_t *dst);
+
 /// ck_ssm_step for l tokens in order (x, dt, B, C, y with row strides ldx, lddt, ldbc, ldy):
 /// the recurrence over a whole prompt for one head.
 void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, const float *B, const float *C,
@@ -123,12 +134,13 @@ void ck_ssm_scan(const float *x, int64_t ldx, const float *dt, int64_t lddt, con
 /// SiLU (state shifted), dt = clamp(softplus(dt + dt_bias), dt_min, dt_max), every head's
 /// recurrent step (state updated), and the gated RMSNorm. zxbcdt: [e + conv_dim + h] (the
 /// projection, split [z, xBC, dt]); taps: [k, conv_dim]; conv_state: [k-1, conv_dim];
-/// ssm_state: [h, p, n]; scratch xbc: [conv_dim], y: [e]; out: [e]. The heads are split over
-/// `threads` threads of the pool (one thread when it is busy).
+/// ssm_state: [h, p, n] in `ssm_dtype` (CK_F32, or CK_BF16: ck_ssm_step_bf16); scratch xbc:
+/// [conv_dim], y: [e]; out: [e]. The heads are split over `threads` threads of the pool (one
+/// thread when it is busy).
 void ck_mixer_step(const float *zxbcdt, int64_t e, int64_t conv_dim, int64_t h, int64_t p, int64_t n, int64_t groups,
                    const float *taps, const float *conv_bias, int64_t k, float *conv_state, const float *dt_bias,
-                   const float *A, const float *D, float dt_min, float dt_max, float *ssm_state, const float *norm_weight,
-                   float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads);
+                   const float *A, const float *D, float dt_min, float dt_max, void *ssm_state, int32_t ssm_dtype,
+                   const float *norm_weight, float eps, int64_t norm_group, float *xbc, float *y, float *out, int32_t threads);
 
 #ifdef __cplusplus
 }

@@ -267,13 +267,14 @@ public enum Fast {
     /// same as `causalConv1dSiLU` with a length of 1, `ssmRecurrence` over the heads and
     /// `gatedRMSNorm`, which the tests hold it to.
     /// - projected: `[e + conv_dim + h]` (`[z, xBC, dt]`); convState: `[k − 1, conv_dim]`;
-    ///   ssmState: `[h, p, n]` (both updated); xBC: `[conv_dim]` and y: `[e]` scratch; out: `[e]`.
+    ///   ssmState: `[h, p, n]` in `ssmDType`, fp32 or bf16 (both states updated); xBC:
+    ///   `[conv_dim]` and y: `[e]` scratch; out: `[e]`.
     /// - threads: the heads' steps split over up to this many of the pool's threads (at most
     ///   one per core; one thread when the pool is busy, as inside another parallel call).
     public static func mixerStep(
         projected: UnsafePointer<Float>, innerSize e: Int, convDim: Int, heads h: Int, headDim p: Int, stateSize n: Int, groups: Int,
         convTaps: [Float], convBias: [Float]?, kernel k: Int, convState: UnsafeMutablePointer<Float>,
-        dtBias: [Float], A: [Float], D: [Float], dtLimit: ClosedRange<Float>, ssmState: UnsafeMutablePointer<Float>,
+        dtBias: [Float], A: [Float], D: [Float], dtLimit: ClosedRange<Float>, ssmState: UnsafeMutableRawPointer, ssmDType: DType = .float32,
         normWeight: [Float], epsilon: Float, normGroup: Int,
         xBC: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, threads: Int = 1
     ) {
@@ -286,7 +287,7 @@ public enum Fast {
                                 ck_mixer_step(
                                     projected, Int64(e), Int64(convDim), Int64(h), Int64(p), Int64(n), Int64(groups),
                                     taps.baseAddress!, bias, Int64(k), convState, dtBias.baseAddress!, A.baseAddress!, D.baseAddress!,
-                                    dtLimit.lowerBound, dtLimit.upperBound, ssmState, weight.baseAddress!, epsilon, Int64(normGroup),
+                                    dtLimit.lowerBound, dtLimit.upperBound, ssmState, code(ssmDType), weight.baseAddress!, epsilon, Int64(normGroup),
                                     xBC, y, out, Int32(clamping: min(threads, defaultThreads)))
                             }
                             if let convBias { convBias.withUnsafeBufferPointer { step($0.baseAddress) } } else { step(nil) }
@@ -295,6 +296,16 @@ public enum Fast {
                 }
             }
         }
+    }
+
+    /// bf16 bits to fp32, exactly (`HalfConversion.float(fromBFloat16:)` on 8 values at a time).
+    public static func widenBFloat16(_ source: UnsafePointer<UInt16>, count: Int, into destination: UnsafeMutablePointer<Float>) {
+        ck_bf16_widen(source, Int64(count), destination)
+    }
+
+    /// fp32 to bf16 bits, rounded to nearest even (`HalfConversion.bfloat16(from:)`, NaN included).
+    public static func roundToBFloat16(_ source: UnsafePointer<Float>, count: Int, into destination: UnsafeMutablePointer<UInt16>) {
+        ck_bf16_round(source, Int64(count), destination)
     }
 
     // MARK: Selective scan

@@ -1,0 +1,107 @@
+import DefaultModel
+import Foundation
+import Generation
+import Mamba2
+import Tensors
+import Testing
+
+/// The SSM state kept in bf16 (`Mamba2Model.ssmStateDType`), as transformers' Mamba2Cache and
+/// mamba_ssm keep it for a bf16 model: each step computed in fp32, the state rounded once.
+@Suite("SSM state kept in bf16")
+struct BFloat16StateTests {
+    /// Teacher-forced log-probabilities of `ids[1...]`, one token per step through the state.
+    static func stepped(_ model: Mamba2ForCausalLM, _ ids: [Int], ssmDType: DType) throws -> [[Float]] {
+        var state = Mamba2State(config: model.config, batchSize: 1, ssmDType: ssmDType)
+        return try ids.dropLast().map { id in
+            QuantizedQualityTests.logProbabilities(try model(.tokenIDs([[id]]), updating: &state).logits)[0]
+        }
+    }
+
+    @Test("token by token through 256 steps of the built-in model: perplexity within 0.1% of the fp32 state's, mean KL below 1e-4 nats, top-1 agreeing on 99% of positions")
+    func quality() throws {
+        let generator = try Generator(directory: DefaultModel.directory)
+        let text = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/make_fixtures.py"), encoding: .utf8)
+        let ids = Array(try generator.tokenizer!.encode(text).ids.prefix(257))
+        #expect(ids.count == 257)
+        let exact = try Self.stepped(generator.model, ids, ssmDType: .float32)
+        let half = try Self.stepped(generator.model, ids, ssmDType: .bfloat16)
+        func perplexity(_ rows: [[Float]]) -> Float { exp(-zip(rows, ids.dropFirst()).reduce(0) { $0 + $1.0[$1.1] } / Float(rows.count)) }
+        var divergence: Float = 0
+        var agree = 0
+        for (p, q) in zip(exact, half) {
+            divergence += zip(p, q).reduce(0) { $0 + exp($1.0) * ($1.0 - $1.1) }
+            if p.firstIndex(of: p.max()!) == q.firstIndex(of: q.max()!) { agree += 1 }
+        }
+        let (meanKL, agreement) = (divergence / Float(exact.count), Float(agree) / Float(exact.count))
+        print("bf16 state: perplexity \(perplexity(half)) against \(perplexity(exact)) (fp32 state); mean KL \(meanKL); top-1 agreement \(agreement)")
+        #expect(abs(perplexity(half) / perplexity(exact) - 1) < 0.001)
+        #expect(meanKL < 1e-4)
+        #expect(agreement >= 0.99)
+        #expect(meanKL > 0, "the bf16 state changes something")
+    }
+
+    @Test("fast and reference paths agree with a bf16 state, through a prefill and single steps; the state stays bf16")
+    func fastEqualsReference() throws {
+        var config = Mamba2Config()
+        config.hiddenSize = 64
+        config.numHiddenLayers = 2
+        config.numHeads = 4
+        config.headDim = 32
+        config.nGroups = 2
+        config.stateSize = 16
+        config.vocabSize = 96
+        config.chunkSize = 8
+        var model = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: .float32, seed: 5))
+        model.ssmStateDType = .bfloat16
+        let ids = [[5, 17, 3, 90, 44, 2, 61, 8, 8, 30, 71], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
+        var (fast, reference) = (Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16), Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16))
+        for range in [0..<6, 6..<7, 7..<8, 8..<11] {
+            let input = Mamba2Input.tokenIDs(ids.map { Array($0[range]) })
+            let a = try model(input, updating: &fast).logits
+            let b = try model(input, updating: &reference, path: .reference).logits
+            // The two fp32 computations may round a state value to neighbouring bf16 values.
+            let largest = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()!
+            #expect(largest <= 2e-3 * b.scalars.map(abs).max()!, "tokens \(range): \(largest)")
+        }
+        #expect(fast.ssmDType == .bfloat16 && fast.layers[1].ssmStorage.dtype == .bfloat16)
+        let (x, y) = (fast.layers[1].ssm, reference.layers[1].ssm)
+        #expect(zip(x.scalars, y.scalars).allSatisfy { abs($0 - $1) <= 0x1p-7 * max(abs($0), abs($1)) })
+        // A state without a dtype of its own: the model's.
+        let output = try model(.tokenIDs(ids), useCache: true)
+        #expect(output.state?.ssmDType == .bfloat16)
+        var bytes = 0
+        output.state!.layers[0].ssmStorage.withUnsafeBytes { bytes = $0.count }
+        #expect(bytes == 2 * 2 * config.numHeads * config.headDim * config.stateSize)
+    }
+
+    @Test("bf16 states batch (append, remove) and save to a state file bit for bit, at half the SSM bytes")
+    func batchingAndFiles() throws {
+        var generator = try Generator(directory: DefaultModel.directory)
+        generator.model.ssmStateDType = .bfloat16
+        let tokenizer = generator.tokenizer!
+        let prompts = try ["def main():", "import os"].map { try tokenizer.encode($0).ids }
+        let first = try generator.prefill([prompts[0]])
+        let second = try generator.prefill([prompts[1]])
+        var joined = first.state
+        joined.append(second.state)
+        #expect(joined.batchSize == 2 && joined.ssmDType == .bfloat16)
+        joined.removeSequence(at: 0)
+        #expect(joined == second.state)
+
+        let config = generator.model.config
+        let file = temporaryURL("bf16.state")
+        try StateFile.write(first, for: config, to: file)
+        let read = try StateFile.read(file, for: config)
+        #expect(read.state == first.state && read.state.ssmDType == .bfloat16)
+        let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! Int
+        let bytes = StateFile.tensorBytes(for: config, ssmDType: .bfloat16)
+        #expect(size > bytes && size < bytes + 4096)
+        #expect(bytes < StateFile.tensorBytes(for: config))
+        // Greedy generation continues from the file as from the session it saved.
+        var settings = generator.defaults
+        settings.doSample = false
+        settings.maxNewTokens = 8
+        #expect(try generator.generate(from: read, config: settings).tokens == (try generator.generate(from: first, config: settings).tokens))
+    }
+}
