@@ -36,7 +36,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported).")
     var runs = 3
 
-    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
     var stateDType: String = "float32"
 
     func run() throws {
@@ -132,7 +132,7 @@ struct Bench: ParsableCommand {
         let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
         print(try JSONLine.encode([
             "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
-            "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue),
+            "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue), "state_dtype": .string(ssmDType.rawValue),
             "threads": .int(threadCount), "isa": .string(Fast.instructionSet), "batch": .int(batch),
             "prompt_len": .int(promptLen), "new_tokens": .int(newTokens), "runs": .int(runs),
             "load_seconds": .double(loadSeconds),

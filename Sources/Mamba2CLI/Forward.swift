@@ -23,7 +23,7 @@ struct Forward: ParsableCommand {
     @Option(help: "Output .npy file.")
     var output: String
 
-    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
     var stateDType: String = "float32"
 
     func run() throws {

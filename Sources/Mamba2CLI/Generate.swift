@@ -52,7 +52,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Continue from a state saved with --save-state (prompts, if given, are appended to it).")
     var loadState: String?
 
-    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
     var stateDType: String = "float32"
 
     @Flag(help: "Print one JSON object instead of streaming text.")

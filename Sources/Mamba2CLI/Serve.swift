@@ -36,7 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Prompt tokens read between two decode steps (a long prompt delays running requests by one chunk).")
     var prefillChunk = 256
 
-    @Option(help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
+    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
     var stateDType: String = "float32"
 
     func validate() throws {

@@ -1,6 +1,7 @@
 import DefaultModel
 import Foundation
 @testable import Generation
+import Tensors
 import Testing
 
 @Suite("continuous batching")
@@ -22,9 +23,11 @@ struct ContinuousBatcherTests {
         return (text, finish)
     }
 
-    @Test("sequences that join at different times each decode what they decode alone (greedy and seeded sampling)")
-    func batchedEqualsSolo() async throws {
-        let generator = try Generator(directory: DefaultModel.directory)
+    @Test("sequences that join at different times each decode what they decode alone (greedy and seeded sampling; fp32 and bf16 states)",
+          arguments: [DType.float32, .bfloat16])
+    func batchedEqualsSolo(ssmDType: DType) async throws {
+        var generator = try Generator(directory: DefaultModel.directory)
+        generator.model.ssmStateDType = ssmDType
         let batcher = try ContinuousBatcher(generator: generator, maxBatch: 4, maxQueue: 8)
         let configs = Self.prompts.indices.map { index in
             generator.defaults.overriding(maxNewTokens: 12 + 5 * index, doSample: !index.isMultiple(of: 3), seed: UInt64(100 + index))

@@ -12,6 +12,7 @@ struct BenchCommandTests {
         let decode_bandwidth_bound_tokens_per_second: Double
         let decode_fraction_of_bound: Double
         let runs: Int
+        let state_dtype: String
     }
 
     @Test("one JSON line; the bandwidth probes' 1 GiB buffers stay out of the peak memory")
@@ -26,6 +27,22 @@ struct BenchCommandTests {
         #expect(abs(output.decode_bandwidth_bound_tokens_per_second - output.memory_read_bytes_per_second / Double(output.decode_bytes_per_step)) < 1e-6 * output.decode_bandwidth_bound_tokens_per_second)
         // A tiny model: the process stays far below the probe's buffer.
         #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
+    }
+
+    @Test("--state-dtype bfloat16: each step moves 2 bytes per SSM state value instead of 4")
+    func bfloat16State() throws {
+        let model = fixtures.appendingPathComponent("g2-fp32")
+        var outputs: [Output] = []
+        for dtype in ["float32", "bfloat16"] {
+            let result = try runMamba2(["bench", "--model", model.path, "--prompt-len", "4", "--new-tokens", "2", "--runs", "1", "--state-dtype", dtype])
+            #expect(result.status == 0, "\(result.stderr)")
+            outputs.append(try JSONDecoder().decode(Output.self, from: Data(result.stdout.utf8)))
+        }
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("config.json"))) as! [String: Any]
+        let values = ["num_hidden_layers", "num_heads", "head_dim", "state_size"].map { config[$0] as! Int }.reduce(1, *)
+        #expect(outputs.map(\.state_dtype) == ["F32", "BF16"])
+        // Read and written: 2 × (4 − 2) bytes fewer per value.
+        #expect(outputs[0].decode_bytes_per_step - outputs[1].decode_bytes_per_step == 4 * values)
     }
 
     @Test("bad settings are one-line errors")

@@ -101,6 +101,21 @@ struct ForwardCommandTests {
         #expect(values.count == flat.count && maximum <= 1e-4, "max |Δ| \(maximum)")
     }
 
+    @Test("--state-dtype bfloat16 keeps the SSM state in bf16: close to transformers' fp32 logits, not equal")
+    func bfloat16State() throws {
+        let golden = try goldenCase("g2-fp32", "padded-batch")
+        let output = temporaryFile("bf16-state.npy")
+        var arguments = ["forward", "--model", fixtures.appendingPathComponent("g2-fp32").path, "--output", output.path, "--decode-from", "4", "--state-dtype", "bfloat16"]
+        for row in golden.input_ids { arguments += ["--ids", row.map(String.init).joined(separator: ",")] }
+        for row in golden.attention_mask ?? [] { arguments += ["--mask", row.map(String.init).joined(separator: ",")] }
+        let result = try runMamba2(arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        let values = try readNPY(output).1
+        let flat = golden.logits!.flatMap { $0.flatMap { $0 } }
+        let maximum = zip(values, flat).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(values.count == flat.count && maximum <= 0.01 * flat.map(abs).max()! && maximum > 1e-6, "max |Δ| \(maximum)")
+    }
+
     @Test("bad arguments and files give a one-line error and a non-zero exit", arguments: [
         (["--model", "/nonexistent/model", "--ids", "1,2"], "/nonexistent/model/config.json"),
         (["--ids", "1,x"], "--ids '1,x' must be a comma-separated list of integers"),
@@ -113,6 +128,7 @@ struct ForwardCommandTests {
         (["--ids", "1,2,3", "--ids", "4", "--decode-from", "1"], "--ids row 1 has 1 tokens, row 0 has 3"),
         (["--ids", "1,2,3", "--mask", "1", "--decode-from", "1"], "--mask row 0 has 1 values for rows of 3 tokens"),
         (["--ids", "1", "--bogus"], "Unknown option '--bogus'"),
+        (["--ids", "1,2", "--state-dtype", "int8"], "--state-dtype must be float32 or bfloat16, got int8"),
     ])
     func errors(arguments: [String], fragment: String) throws {
         var full = ["forward"] + arguments
