@@ -73,6 +73,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
     private var finishedWaiters: [CheckedContinuation<Void, Never>] = []
     private var steps = 0
     private var largestBatch = 0
+    private var largestStateBytes = 0
 
     /// Prompt tokens read per pass of the model thread: a long prompt is read a chunk at a time
     /// between decode steps, so the running sequences wait for one chunk, not the whole prompt.
@@ -82,6 +83,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         guard maxBatch >= 1 else { throw GenerationError.invalidSetting(name: "max_batch", reason: "must be ≥ 1, got \(maxBatch)") }
         guard maxQueue >= 0 else { throw GenerationError.invalidSetting(name: "max_queue", reason: "must be ≥ 0, got \(maxQueue)") }
         guard prefillChunk >= 1 else { throw GenerationError.invalidSetting(name: "prefill_chunk", reason: "must be ≥ 1, got \(prefillChunk)") }
+        try Mamba2State.checkSSMDType(generator.model.ssmStateDType)
         self.generator = generator
         self.maxBatch = maxBatch
         self.maxQueue = maxQueue
@@ -104,6 +106,13 @@ public final class ContinuousBatcher: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return (steps, largestBatch)
+    }
+
+    /// The most bytes the batch's recurrent state has held (every layer's conv and SSM state).
+    public var peakStateBytes: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return largestStateBytes
     }
 
     /// Queues a sequence. Its events end with `.finished`, or with a thrown error; dropping the
@@ -251,6 +260,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             condition.lock()
             steps += 1
             largestBatch = max(largestBatch, batch.count)
+            largestStateBytes = max(largestStateBytes, state.byteCount)
             condition.unlock()
             let output: Mamba2CausalLMOutput
             do {

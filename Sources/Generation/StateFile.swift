@@ -80,7 +80,12 @@ public enum StateFile {
         let layers = try (0..<config.numHiddenLayers).map { index in
             let name = "layers.\(index).ssm"
             let conv = try tensor("layers.\(index).conv", [rows, config.convKernel - 1, config.convDim])
-            guard ssmDType == .bfloat16 else { return Mamba2State.Layer(conv: conv, ssm: try tensor(name, ssmShape)) }
+            guard ssmDType == .bfloat16 else {
+                guard file.tensors[name]?.dtype ?? DType.float32.rawValue == DType.float32.rawValue else {
+                    throw GenerationError.stateMismatch(file: path, reason: "tensor '\(name)' is \(file.tensors[name]!.dtype) \(file.tensors[name]!.shape), expected F32 \(ssmShape) as layer 0's (or BF16 in every layer)")
+                }
+                return Mamba2State.Layer(conv: conv, ssm: try tensor(name, ssmShape))
+            }
             guard file.tensors[name] != nil else { throw GenerationError.malformedFile(file: path, reason: "missing tensor '\(name)'") }
             let view = try file.view(name)
             guard view.shape == ssmShape, view.dtype == .bfloat16 else {

@@ -28,7 +28,8 @@ public struct Mamba2Model: Sendable {
     /// Threads of the fast path (all cores by default).
     public var threads: Int
     /// How states this model starts store the SSM state: `.float32` (default) or `.bfloat16`
-    /// (see `Mamba2State.init(config:batchSize:ssmDType:)`).
+    /// (see `Mamba2State.init(config:batchSize:ssmDType:)`); any other dtype is an error when a
+    /// state is made.
     public var ssmStateDType: DType = .float32
     let fast: Mamba2FastForward
 
@@ -53,6 +54,7 @@ public struct Mamba2Model: Sendable {
         path: ForwardPath = .fast
     ) throws -> Mamba2Output {
         let batch = try batchSize(of: input)
+        if state == nil { try Mamba2State.checkSSMDType(ssmStateDType) }
         var current = state ?? Mamba2State(config: config, batchSize: batch, ssmDType: ssmStateDType)
         var output = try self(input, attentionMask: attentionMask, updating: &current, outputHiddenStates: outputHiddenStates, scan: scan, path: path)
         output.state = state != nil || useCache ? current : nil

@@ -52,7 +52,7 @@ public struct Mamba2State: Sendable, Equatable {
     public var ssmDType: DType { layers.first?.ssmStorage.dtype ?? .float32 }
 
     /// Adds the sequences of `other` (a state of the same model, its SSM state in the same
-    /// dtype) after this state's.
+    /// dtype: a state read from a file keeps the file's) after this state's.
     public mutating func append(_ other: Mamba2State) {
         precondition(other.layers.count == layers.count, "append a state of \(other.layers.count) layers to \(layers.count)")
         for index in layers.indices {
@@ -68,6 +68,16 @@ public struct Mamba2State: Sendable, Equatable {
             layers[index].ssmStorage.remove(outer: row)
         }
     }
+
+    /// Throws unless `dtype` is one an SSM state can be kept in (F32 or BF16).
+    public static func checkSSMDType(_ dtype: DType) throws {
+        guard dtype == .float32 || dtype == .bfloat16 else {
+            throw Mamba2Error.invalidInput("an SSM state is kept in F32 or BF16, not \(dtype.rawValue)")
+        }
+    }
+
+    /// Bytes held: every layer's conv and SSM state.
+    public var byteCount: Int { layers.reduce(0) { $0 + 4 * $1.conv.count + $1.ssmStorage.byteCount } }
 
     /// Throws unless this state has the shapes `config` gives for `batchSize` sequences.
     public func validate(for config: Mamba2Config, batchSize: Int) throws {
@@ -130,7 +140,11 @@ public struct SSMStateStorage: Sendable, Equatable {
         bfloat16 = bits
     }
 
-    public var count: Int { shape.reduce(1, *) }
+    /// Values held (what `validate` holds against the shape).
+    public var count: Int { dtype == .float32 ? float32.count : bfloat16.count }
+
+    /// Bytes held.
+    public var byteCount: Int { count * dtype.size }
 
     /// The values in fp32 (exact: bf16 widens without rounding).
     public var tensor: Tensor {

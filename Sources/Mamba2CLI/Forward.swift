@@ -42,8 +42,9 @@ struct Forward: ParsableCommand {
         if let decodeFrom, !(0...length).contains(decodeFrom) {
             throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
         }
+        let ssmDType = try parseStateDType(stateDType)
         var model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
-        model.ssmStateDType = try parseStateDType(stateDType)
+        model.ssmStateDType = ssmDType
         let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)
         try NPY.write(logits, to: URL(fileURLWithPath: output))
     }

@@ -22,7 +22,8 @@ public struct ServerOptions: Sendable {
     public var prefillChunk: Int
     /// The name `GET /v1/models` lists and requests may give as `model`.
     public var modelID: String
-    /// How each sequence's SSM state is kept (`Mamba2Model.ssmStateDType`).
+    /// How each sequence's SSM state is kept: set on the generator's model
+    /// (`Mamba2Model.ssmStateDType`), replacing what it had.
     public var ssmStateDType: DType
 
     public init(

@@ -41,8 +41,9 @@ public struct WeightView: @unchecked Sendable {
         self.owner = owner
     }
 
-    /// Quantized int8 weights: `quantized` holds one byte per element, `scales` one fp32 per block
-    /// of `quantizationBlock` elements; the last dimension must hold whole blocks. `owner` keeps
+    /// Quantized int8 weights: `quantized` holds one byte per element, each row in the stored
+    /// order `int8Layout` names (not plain row-major Q8_0), `scales` one fp32 per block of
+    /// `quantizationBlock` elements; the last dimension must hold whole blocks. `owner` keeps
     /// both alive.
     public init(quantized: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer, shape: [Int], owner: AnyObject) {
         let count = shape.reduce(1, *)
@@ -178,8 +179,9 @@ public struct WeightView: @unchecked Sendable {
         return WeightView(dtype: .int8, shape: shape, bytes: bytes, owner: owner)
     }
 
-    /// Pairs an `I8` tensor with its fp32 block scales `[rows, row / 32]` (both views must keep
-    /// their memory alive, as views of one mapped file do).
+    /// Pairs an `I8` tensor, its rows in the stored order `int8Layout` names, with its fp32 block
+    /// scales `[rows, row / 32]` (both views must keep their memory alive, as views of one mapped
+    /// file do).
     public static func quantized(values: WeightView, scales: WeightView) -> WeightView? {
         guard values.dtype == .int8, values.scales == nil, scales.dtype == .float32, values.isQuantizable,
               scales.shape == [values.shape[0], values.shape[1] / quantizationBlock] else { return nil }
@@ -236,7 +238,7 @@ final class QuantizedStorage: @unchecked Sendable {
         for first in stride(from: 0, to: values.count, by: block) {
             scales[(start + first) / block] = WeightView.quantizeBlock(values[first..<(first + block)]) { q[start + first + $0] = $1 }
         }
-        ck_q8_interleave_rows(q + start, Int64(values.count / rowLength), Int64(rowLength))
+        if rowLength > 0 { ck_q8_interleave_rows(q + start, Int64(values.count / rowLength), Int64(rowLength)) }
     }
 
     func view(shape: [Int]) -> WeightView {

@@ -2,6 +2,7 @@ import DefaultModel
 import Foundation
 import Generation
 import Mamba2
+import SafeTensors
 import Tensors
 import Testing
 
@@ -64,15 +65,16 @@ struct BFloat16StateTests {
             let largest = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()!
             #expect(largest <= 2e-3 * b.scalars.map(abs).max()!, "tokens \(range): \(largest)")
         }
-        #expect(fast.ssmDType == .bfloat16 && fast.layers[1].ssmStorage.dtype == .bfloat16)
         let (x, y) = (fast.layers[1].ssm, reference.layers[1].ssm)
         #expect(zip(x.scalars, y.scalars).allSatisfy { abs($0 - $1) <= 0x1p-7 * max(abs($0), abs($1)) })
-        // A state without a dtype of its own: the model's.
+        // A state the model starts takes the model's dtype; one it cannot keep is an error.
         let output = try model(.tokenIDs(ids), useCache: true)
         #expect(output.state?.ssmDType == .bfloat16)
         var bytes = 0
         output.state!.layers[0].ssmStorage.withUnsafeBytes { bytes = $0.count }
         #expect(bytes == 2 * 2 * config.numHeads * config.headDim * config.stateSize)
+        model.ssmStateDType = .float16
+        #expect(throws: Mamba2Error.invalidInput("an SSM state is kept in F32 or BF16, not F16")) { try model(.tokenIDs(ids)) }
     }
 
     @Test("bf16 states batch (append, remove) and save to a state file bit for bit, at half the SSM bytes")
@@ -97,11 +99,22 @@ struct BFloat16StateTests {
         let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! Int
         let bytes = StateFile.tensorBytes(for: config, ssmDType: .bfloat16)
         #expect(size > bytes && size < bytes + 4096)
-        #expect(bytes < StateFile.tensorBytes(for: config))
         // Greedy generation continues from the file as from the session it saved.
         var settings = generator.defaults
         settings.doSample = false
         settings.maxNewTokens = 8
         #expect(try generator.generate(from: read, config: settings).tokens == (try generator.generate(from: first, config: settings).tokens))
+
+        // Layers kept in different dtypes are refused when written, and when read.
+        var mixed = first
+        mixed.state.layers[1].ssmStorage = SSMStateStorage(mixed.state.layers[1].ssm, dtype: .float32)
+        #expect(throws: Mamba2Error.stateMismatch("layer 1 SSM state is F32, layer 0's BF16")) { try StateFile.write(mixed, for: config, to: file) }
+        let stored = try SafeTensorsFile(path: file.path)
+        var tensors = Dictionary(uniqueKeysWithValues: try stored.names.map { ($0, try stored.view($0)) })
+        tensors["layers.1.ssm"] = WeightView(tensors["layers.1.ssm"]!.tensor())
+        let altered = temporaryURL("mixed.state")
+        try SafeTensorsWriter.write(tensors, metadata: stored.metadata, to: altered)
+        let error = #expect(throws: GenerationError.self) { try StateFile.read(altered, for: config) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("tensor 'layers.1.ssm' is F32 [1, "), "\(String(describing: error))")
     }
 }

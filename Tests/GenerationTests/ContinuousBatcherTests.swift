@@ -54,6 +54,10 @@ struct ContinuousBatcherTests {
         }
         let statistics = batcher.statistics
         #expect(statistics.largestBatch == 4)
+        // Four sequences' states, their SSM part in the dtype asked for.
+        let config = generator.model.config
+        let perSequence = config.numHiddenLayers * (4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize)
+        #expect(batcher.peakStateBytes == 4 * perSequence)
         await batcher.shutdown(grace: 1)
     }
 

@@ -46,6 +46,16 @@ struct GenerateCommandTests {
         let first = try Self.json(["--prompt", "class A:", "--greedy", "--max-new-tokens", "4", "--save-state", state.path])
         let rest = try Self.json(["--load-state", state.path, "--greedy", "--max-new-tokens", "6"])
         #expect(first.results[0].ids + rest.results[0].ids == whole.results[0].ids)
+
+        // A bf16 SSM state saves at little more than half the SSM bytes, and continues as its
+        // uninterrupted run (the loaded state keeps bf16).
+        let half = temporaryFile("half.safetensors")
+        let halfWhole = try Self.json(["--prompt", "class A:", "--greedy", "--max-new-tokens", "10", "--state-dtype", "bfloat16"])
+        let halfFirst = try Self.json(["--prompt", "class A:", "--greedy", "--max-new-tokens", "4", "--save-state", half.path, "--state-dtype", "bfloat16"])
+        let halfRest = try Self.json(["--load-state", half.path, "--greedy", "--max-new-tokens", "6"])
+        #expect(halfFirst.results[0].ids + halfRest.results[0].ids == halfWhole.results[0].ids)
+        let sizes = try [state, half].map { try FileManager.default.attributesOfItem(atPath: $0.path)[.size] as! Int }
+        #expect(sizes[1] < sizes[0] * 3 / 4, "\(sizes)")
     }
 
     @Test("invalid arguments and files give a one-line error", arguments: [
@@ -58,6 +68,7 @@ struct GenerateCommandTests {
         (["--load-state", "/nonexistent.state"], "/nonexistent.state: cannot open"),
         (["--prompt-ids", "1,99999"], "token id 99999 at row 0, position 1 is outside the vocabulary"),
         (["--model", "/nonexistent", "--prompt", "a"], "/nonexistent/config.json"),
+        (["--prompt", "a", "--state-dtype", "float16"], "--state-dtype must be float32 or bfloat16, got float16"),
     ])
     func errors(arguments: [String], fragment: String) throws {
         let result = try runMamba2(["generate"] + arguments)

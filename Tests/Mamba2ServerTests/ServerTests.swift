@@ -1,6 +1,7 @@
 import Foundation
 import Generation
 @testable import Mamba2Server
+import Tensors
 import Testing
 
 /// `mamba2 serve` end to end: a real server on a loopback port, spoken to over HTTP.
@@ -10,6 +11,13 @@ struct ServerTests {
         "def fibonacci(n):", "import os\n", "class Stack:\n    def __init__(self):", "for i in range(10):",
         "def read_file(path):\n    with open(path) as f:", "x = [", "# Sort a list\n", "def main():\n    args =",
     ]
+
+    @Test func anSSMStateDTypeOtherThanF32OrBF16IsRefused() throws {
+        let options = ServerOptions(port: 0, modelID: "mamba2-pycode", ssmStateDType: .float16)
+        #expect(throws: GenerationError.invalidSetting(name: "ssmStateDType", reason: "must be F32 or BF16, got F16")) {
+            try CompletionServer(generator: try sharedGenerator(), hasChatTemplate: false, options: options)
+        }
+    }
 
     @Test func healthModelsAndUnknownRoutes() async throws {
         let running = try await RunningServer.start()

@@ -278,6 +278,7 @@ public enum Fast {
         normWeight: [Float], epsilon: Float, normGroup: Int,
         xBC: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, threads: Int = 1
     ) {
+        precondition(ssmDType == .float32 || ssmDType == .bfloat16, "an SSM state is F32 or BF16, not \(ssmDType.rawValue)")
         convTaps.withUnsafeBufferPointer { taps in
             dtBias.withUnsafeBufferPointer { dtBias in
                 A.withUnsafeBufferPointer { A in
