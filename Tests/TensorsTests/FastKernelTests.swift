@@ -203,7 +203,7 @@ struct FusedMixerStepTests {
     }
 }
 
-@Suite("bf16 state conversions")
+@Suite("bf16 state conversions", .serialized)
 struct BFloat16ConversionTests {
     @Test("widening and rounding 8 at a time equal HalfConversion on every instruction set: ties to even, subnormals, infinities, NaN")
     func conversions() {
