@@ -680,13 +680,24 @@ int64_t ck_q8_offset(int64_t c, int64_t k) {
     return run * 4 * CK_Q8_BLOCK + 16 * (e / 4) + 4 * b + e % 4;
 }
 
+// Block b of a row of k values (its 32 values in order in `block`) put where the stored order
+// keeps it: eight 4-byte pieces 16 bytes apart inside a run, or as they are among the last
+// blocks % 4.
+CK_INLINE void q8_place_block(int8_t *row, int64_t k, int64_t b, const int8_t *block) {
+    if (b / 4 >= k / (4 * CK_Q8_BLOCK)) {
+        memcpy(row + b * CK_Q8_BLOCK, block, CK_Q8_BLOCK);
+        return;
+    }
+    int8_t *run = row + (b - b % 4) * CK_Q8_BLOCK + 4 * (b % 4);
+    for (int piece = 0; piece < CK_Q8_BLOCK / 4; piece++) memcpy(run + 16 * piece, block + 4 * piece, 4);
+}
+
 void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k) {
     int8_t run[4 * CK_Q8_BLOCK];
     for (int64_t r = 0; r < count; r++)
         for (int64_t start = 0; start + 4 * CK_Q8_BLOCK <= k; start += 4 * CK_Q8_BLOCK) {
-            int8_t *values = rows + r * k + start;
-            for (int64_t c = 0; c < 4 * CK_Q8_BLOCK; c++) run[ck_q8_offset(c, 4 * CK_Q8_BLOCK)] = values[c];
-            memcpy(values, run, sizeof run);
+            memcpy(run, rows + r * k + start, sizeof run);
+            for (int64_t b = 0; b < 4; b++) q8_place_block(rows + r * k, k, start / CK_Q8_BLOCK + b, run + b * CK_Q8_BLOCK);
         }
 }
 
@@ -707,10 +718,12 @@ int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8
         }
         return 0;
     }
+    int8_t block[CK_Q8_BLOCK];
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t b = 0; b < blocks; b++)
-            xs[r * blocks + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, xq + r * k + b * CK_Q8_BLOCK);
-    ck_q8_interleave_rows(xq, rows, k);
+        for (int64_t b = 0; b < blocks; b++) {
+            xs[r * blocks + b] = q8_quantize(x + r * k + b * CK_Q8_BLOCK, block);
+            q8_place_block(xq + r * k, k, b, block);
+        }
     body(context, xq, xs);
     if (!on_stack) {
         free(xq);

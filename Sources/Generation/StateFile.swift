@@ -109,7 +109,6 @@ public enum StateFile {
     /// Bytes a state file's tensors take for `batch` sequences whose SSM state is kept in
     /// `ssmDType` (the header adds well under 1 KB).
     public static func tensorBytes(for config: Mamba2Config, batch: Int = 1, ssmDType: DType = .float32) -> Int {
-        let perLayer = 4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize
-        return batch * (config.numHiddenLayers * perLayer + 4 * config.vocabSize)
+        Mamba2State.byteCount(config: config, batchSize: batch, ssmDType: ssmDType) + 4 * batch * config.vocabSize
     }
 }

@@ -79,6 +79,12 @@ public struct Mamba2State: Sendable, Equatable {
     /// Bytes held: every layer's conv and SSM state.
     public var byteCount: Int { layers.reduce(0) { $0 + 4 * $1.conv.count + $1.ssmStorage.byteCount } }
 
+    /// Bytes a state of `batchSize` sequences of this model holds, the SSM part in `ssmDType`.
+    public static func byteCount(config: Mamba2Config, batchSize: Int, ssmDType: DType) -> Int {
+        let perLayer = 4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize
+        return batchSize * config.numHiddenLayers * perLayer
+    }
+
     /// Throws unless this state has the shapes `config` gives for `batchSize` sequences.
     public func validate(for config: Mamba2Config, batchSize: Int) throws {
         guard layers.count == config.numHiddenLayers else {

@@ -128,7 +128,8 @@ public struct Mamba2Weights: Sendable {
             let checkpoint = try Checkpoint(directory: directory)
             try self.init(config: config, checkpoint: checkpoint)
             // The byte order of int8 rows is this package's own: a folder must say it has ours.
-            if config.int8Layout != WeightView.int8Layout, let int8 = checkpoint.names.first(where: { (try? checkpoint.view($0).dtype) == .int8 }) {
+            if config.int8Layout != WeightView.int8Layout,
+               let int8 = huggingFaceTensors(config: config).filter({ $0.value.dtype == .int8 }).keys.min() {
                 let found = config.int8Layout.map { "\"\($0)\"" } ?? "none (folders written before the layout was recorded keep blocks in order)"
                 throw Mamba2Error.unsupportedWeight(
                     name: int8,

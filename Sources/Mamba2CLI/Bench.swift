@@ -36,8 +36,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported).")
     var runs = 3
 
-    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
-    var stateDType: String = "float32"
+    @OptionGroup var stateDType: StateDTypeOption
 
     func run() throws {
         try bench()
@@ -50,7 +49,7 @@ struct Bench: ParsableCommand {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
         }
         let weightType = try dtype.map(parseDType)
-        let ssmDType = try parseStateDType(stateDType)
+        let ssmDType = try stateDType.dtype()
         let threadCount = threads ?? Fast.defaultThreads
         guard threadCount > 0 else { throw CLIError("--threads must be positive") }
 
@@ -88,7 +87,7 @@ struct Bench: ParsableCommand {
         let weights = lm.backbone.weights
         var matrixBytes = weights.lmHead.storageBytes
         for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
-        let stateBytes = batch * config.numHiddenLayers * (4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize)
+        let stateBytes = Mamba2State.byteCount(config: config, batchSize: batch, ssmDType: ssmDType)
         let bytesPerStep = matrixBytes + 2 * stateBytes
 
         _ = try once(promptLength: min(promptLen, 16), tokens: min(newTokens, 4))

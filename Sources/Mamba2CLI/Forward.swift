@@ -23,8 +23,7 @@ struct Forward: ParsableCommand {
     @Option(help: "Output .npy file.")
     var output: String
 
-    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
-    var stateDType: String = "float32"
+    @OptionGroup var stateDType: StateDTypeOption
 
     func run() throws {
         let ids = try idRows.map { try parseIntegerList($0, option: "--ids") }
@@ -42,7 +41,7 @@ struct Forward: ParsableCommand {
         if let decodeFrom, !(0...length).contains(decodeFrom) {
             throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
         }
-        let ssmDType = try parseStateDType(stateDType)
+        let ssmDType = try stateDType.dtype()
         var model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
         model.ssmStateDType = ssmDType
         let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)

@@ -52,8 +52,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Continue from a state saved with --save-state (prompts, if given, are appended to it).")
     var loadState: String?
 
-    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded). A --load-state session keeps the dtype it was saved in.")
-    var stateDType: String = "float32"
+    @OptionGroup var stateDType: StateDTypeOption
 
     @Flag(help: "Print one JSON object instead of streaming text.")
     var json = false
@@ -71,7 +70,7 @@ struct Generate: ParsableCommand {
     }
 
     private func generate() throws {
-        let ssmDType = try parseStateDType(stateDType)
+        let ssmDType = try stateDType.dtype()
         let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
         var mamba = try Mamba2ForCausalLM(directory: directory, progress: loadingProgress(directory.lastPathComponent))
         // New sequences' states; a state from --load-state keeps the dtype it was saved in.

@@ -47,12 +47,18 @@ func parseDType(_ name: String) throws -> DType {
     }
 }
 
-/// Parses a `--state-dtype` value.
-func parseStateDType(_ name: String) throws -> DType {
-    switch name {
-    case "float32", "fp32": .float32
-    case "bfloat16", "bf16": .bfloat16
-    default: throw CLIError("--state-dtype must be float32 or bfloat16, got \(name)")
+/// `--state-dtype`, shared by the commands that run the model.
+struct StateDTypeOption: ParsableArguments {
+    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded). In generate, a state loaded with --load-state keeps the dtype it was saved in.")
+    var name: String = "float32"
+
+    /// The dtype it names.
+    func dtype() throws -> DType {
+        switch name {
+        case "float32", "fp32": .float32
+        case "bfloat16", "bf16": .bfloat16
+        default: throw CLIError("--state-dtype must be float32 or bfloat16, got \(name)")
+        }
     }
 }
 

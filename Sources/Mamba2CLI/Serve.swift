@@ -36,8 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Prompt tokens read between two decode steps (a long prompt delays running requests by one chunk).")
     var prefillChunk = 256
 
-    @Option(name: .customLong("state-dtype"), help: "How the SSM state is kept: float32 (exact; the default) or bfloat16 (half the memory and traffic, as transformers and mamba_ssm keep it for a bf16 model; each step computed in fp32, then rounded).")
-    var stateDType: String = "float32"
+    @OptionGroup var stateDType: StateDTypeOption
 
     func validate() throws {
         guard (1...4096).contains(maxBatch) else { throw CLIError("--max-batch must be between 1 and 4096, got \(maxBatch)") }
@@ -55,7 +54,7 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, maxBatch: maxBatch, maxQueue: maxQueue,
             limits: RequestLimits(maxPromptTokens: maxPromptTokens, maxNewTokens: maxTokens),
             shutdownGrace: shutdownGrace, prefillChunk: prefillChunk, modelID: directory.standardizedFileURL.lastPathComponent,
-            ssmStateDType: try parseStateDType(stateDType))
+            ssmStateDType: try stateDType.dtype())
         let server = try CompletionServer(directory: directory, options: options)
         // SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once.
         let signals = [SIGINT, SIGTERM].map { number in

@@ -1,6 +1,7 @@
 import DefaultModel
 import Foundation
 @testable import Generation
+import Mamba2
 import Tensors
 import Testing
 
@@ -55,9 +56,7 @@ struct ContinuousBatcherTests {
         let statistics = batcher.statistics
         #expect(statistics.largestBatch == 4)
         // Four sequences' states, their SSM part in the dtype asked for.
-        let config = generator.model.config
-        let perSequence = config.numHiddenLayers * (4 * (config.convKernel - 1) * config.convDim + ssmDType.size * config.numHeads * config.headDim * config.stateSize)
-        #expect(batcher.peakStateBytes == 4 * perSequence)
+        #expect(batcher.peakStateBytes == Mamba2State.byteCount(config: generator.model.config, batchSize: 4, ssmDType: ssmDType))
         await batcher.shutdown(grace: 1)
     }
 

@@ -50,8 +50,9 @@ void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const i
 typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
 
 /// Calls body(context, xq, xs) with x's rows quantized block by block exactly as the weights are,
-/// and stored in their order (x: [rows, k]; xq: [rows, k]; xs: [rows, k / 32]), in a buffer on this thread's stack (the
-/// heap beyond 32 KB). Returns 0, not calling body, when the heap buffer cannot be had.
+/// and stored in their order (x: [rows, k]; xq: [rows, k]; xs: [rows, k / 32]), in a buffer on
+/// this thread's stack (the heap beyond 32 KB). Returns 0, not calling body, when the heap
+/// buffer cannot be had.
 int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context);
 
 /// Rows of activations rounded to their int8 block values (q · scale, in fp32), once per
