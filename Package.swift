@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 "Mamba2",
                 "Generation",
+                "SafeTensors",
                 "Tensors",
                 "Tokenizers",
                 .product(name: "Hummingbird", package: "hummingbird"),

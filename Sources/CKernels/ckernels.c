@@ -1215,9 +1215,8 @@ CK_INLINE CK_AVX2 void bf16x8_store_avx2(uint16_t *p, __m256 v) {
 CK_INLINE float f32_load(float value) { return value; }
 CK_INLINE float f32_store(float value) { return value; }
 
-// One recurrent step of one head with its state stored as T: each element read with LOAD
-// (LOAD8 for 8 at a time), updated in fp32, stored with STORE (STORE8), and its fp32 value
-// used for y.
+// One recurrent step of one head with its state stored as T: each element read with LOAD,
+// updated in fp32, stored with STORE, and its fp32 value used for y.
 #define CK_DEFINE_SSM_STEP_GENERIC(name, T, LOAD, STORE)                                                     \
     static void name(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,  \
                      int64_t n, T *state, float *y) {                                                        \
@@ -1234,37 +1233,91 @@ CK_INLINE float f32_store(float value) { return value; }
         }                                                                                                    \
     }
 
-#define CK_DEFINE_SSM_STEP_AVX2(name, T, LOAD8, STORE8, LOAD, STORE)                                          \
-    static CK_AVX2 void name(const float *x, float dt, float A, float D, const float *B, const float *C,     \
-                             int64_t p, int64_t n, T *state, float *y) {                                     \
-        const float dA = expf(dt * A);                                                                       \
-        const int64_t n8 = n & ~(int64_t)7;                                                                  \
-        const __m256 vdA = _mm256_set1_ps(dA);                                                               \
-        for (int64_t i = 0; i < p; i++) {                                                                    \
-            T *si = state + i * n;                                                                           \
-            const __m256 dtx = _mm256_set1_ps(dt * x[i]);                                                    \
-            __m256 acc = _mm256_setzero_ps();                                                                \
-            for (int64_t j = 0; j < n8; j += 8) {                                                            \
-                __m256 s = _mm256_fmadd_ps(LOAD8(si + j), vdA, _mm256_mul_ps(dtx, _mm256_loadu_ps(B + j)));  \
-                STORE8(si + j, s);                                                                           \
-                acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + j), acc);                                       \
-            }                                                                                                \
-            float out = hsum256(acc);                                                                        \
-            for (int64_t j = n8; j < n; j++) {                                                               \
-                const float s = LOAD(si[j]) * dA + dt * x[i] * B[j];                                         \
-                si[j] = STORE(s);                                                                            \
-                out += s * C[j];                                                                             \
-            }                                                                                                \
-            y[i] = out + D * x[i];                                                                           \
-        }                                                                                                    \
+#ifdef CK_X86
+static CK_AVX2 void ssm_step_avx2(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p,
+                                  int64_t n, float *state, float *y) {
+    const float dA = expf(dt * A);
+    const int64_t n8 = n & ~(int64_t)7;
+    const __m256 vdA = _mm256_set1_ps(dA);
+    for (int64_t i = 0; i < p; i++) {
+        float *si = state + i * n;
+        const __m256 dtx = _mm256_set1_ps(dt * x[i]);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n8; j += 8) {
+            const __m256 s = _mm256_fmadd_ps(_mm256_loadu_ps(si + j), vdA, _mm256_mul_ps(dtx, _mm256_loadu_ps(B + j)));
+            _mm256_storeu_ps(si + j, s);
+            acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(C + j), acc);
+        }
+        float out = hsum256(acc);
+        for (int64_t j = n8; j < n; j++) {
+            const float s = si[j] * dA + dt * x[i] * B[j];
+            si[j] = s;
+            out += s * C[j];
+        }
+        y[i] = out + D * x[i];
     }
+}
+
+// The bf16 step reads 16 state values with one load and widens them with two unpacks, which
+// leave them in "unpack order": the low vector holds values 0–3 and 8–11, the high one 4–7 and
+// 12–15. B and C are put in that order once per head; one pack then stores the 16 rounded
+// values back in place. The value at position e of a 16 in unpack order (self-inverse).
+CK_INLINE int64_t unpack_order(int64_t e) { return e < 4 || e >= 12 ? e : e < 8 ? e + 4 : e - 4; }
+
+// fp32 → bf16 bits (in the low half of each lane), rounded to nearest even; a NaN is not
+// kept (the caller stores NaN rows again exactly).
+CK_INLINE CK_AVX2 __m256i bf16_round_bits_avx2(__m256 v) {
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    return _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+}
+
+static CK_AVX2 void ssm_step_bf16_avx2(const float *x, float dt, float A, float D, const float *B, const float *C,
+                                       int64_t p, int64_t n, uint16_t *state, float *y) {
+    const float dA = expf(dt * A);
+    const int64_t n16 = n & ~(int64_t)15;
+    const __m256 vdA = _mm256_set1_ps(dA);
+    const __m256i zero = _mm256_setzero_si256();
+    // [n16] each: B and C in unpack order; one row's new values (fp32, unpack order).
+    float Bu[n16 + 1], Cu[n16 + 1], row[n16 + 1];
+    for (int64_t j = 0; j < n16; j++) {
+        Bu[j] = B[j - j % 16 + unpack_order(j % 16)];
+        Cu[j] = C[j - j % 16 + unpack_order(j % 16)];
+    }
+    for (int64_t i = 0; i < p; i++) {
+        uint16_t *si = state + i * n;
+        const __m256 dtx = _mm256_set1_ps(dt * x[i]);
+        __m256 acc_low = _mm256_setzero_ps(), acc_high = _mm256_setzero_ps();
+        for (int64_t j = 0; j < n16; j += 16) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(si + j));
+            const __m256 low = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, raw)), vdA,
+                                               _mm256_mul_ps(dtx, _mm256_loadu_ps(Bu + j)));
+            const __m256 high = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, raw)), vdA,
+                                                _mm256_mul_ps(dtx, _mm256_loadu_ps(Bu + j + 8)));
+            _mm256_storeu_ps(row + j, low);
+            _mm256_storeu_ps(row + j + 8, high);
+            acc_low = _mm256_fmadd_ps(low, _mm256_loadu_ps(Cu + j), acc_low);
+            acc_high = _mm256_fmadd_ps(high, _mm256_loadu_ps(Cu + j + 8), acc_high);
+            _mm256_storeu_si256((__m256i *)(si + j), _mm256_packus_epi32(bf16_round_bits_avx2(low), bf16_round_bits_avx2(high)));
+        }
+        float out = hsum256(_mm256_add_ps(acc_low, acc_high));
+        for (int64_t j = n16; j < n; j++) {
+            const float s = bf16_to_f32(si[j]) * dA + dt * x[i] * B[j];
+            si[j] = f32_to_bf16(s);
+            out += s * C[j];
+        }
+        // A NaN among the row's values makes `out` NaN (NaN times anything is NaN): only then
+        // are they stored again, each NaN kept a quiet NaN as f32_to_bf16 keeps it.
+        if (out != out)
+            for (int64_t j = 0; j < n16; j++) si[j - j % 16 + unpack_order(j % 16)] = f32_to_bf16(row[j]);
+        y[i] = out + D * x[i];
+    }
+}
+#endif
 
 CK_DEFINE_SSM_STEP_GENERIC(ssm_step_generic, float, f32_load, f32_store)
 CK_DEFINE_SSM_STEP_GENERIC(ssm_step_bf16_generic, uint16_t, bf16_to_f32, f32_to_bf16)
 #ifdef CK_X86
-CK_DEFINE_SSM_STEP_AVX2(ssm_step_avx2, float, _mm256_loadu_ps, _mm256_storeu_ps, f32_load, f32_store)
-CK_DEFINE_SSM_STEP_AVX2(ssm_step_bf16_avx2, uint16_t, bf16x8_load_avx2, bf16x8_store_avx2, bf16_to_f32, f32_to_bf16)
-
 static CK_AVX2 void bf16_widen_avx2(const uint16_t *src, int64_t count, float *dst) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, bf16x8_load_avx2(src + i));

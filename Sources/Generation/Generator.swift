@@ -1,5 +1,6 @@
 import Foundation
 import Mamba2
+import SafeTensors
 import Tensors
 import Tokenizers
 
@@ -64,8 +65,8 @@ public struct Generator: Sendable {
     }
 
     /// Loads a model folder with its tokenizer (when it has one) and generation config.
-    public init(directory: URL) throws {
-        let model = try Mamba2ForCausalLM(directory: directory)
+    public init(directory: URL, residency: WeightResidency = .mapped) throws {
+        let model = try Mamba2ForCausalLM(directory: directory, residency: residency)
         let tokenizer = Tokenizer.file(in: directory) != nil ? try Tokenizer(url: directory) : nil
         self.init(model: model, tokenizer: tokenizer, defaults: try GenerationConfig(directory: directory))
     }

@@ -168,10 +168,14 @@ public struct Mamba2ForCausalLM: Sendable {
     }
 
     /// Loads a model folder: `config.json` (Hugging Face or mamba_ssm form) and its weights
-    /// (safetensors, sharded or not, or mamba_ssm's `pytorch_model.bin`), memory-mapped.
-    public init(directory: URL, threads: Int = Fast.defaultThreads, progress: ((Int, Int) -> Void)? = nil) throws {
+    /// (safetensors, sharded or not, or mamba_ssm's `pytorch_model.bin`), memory-mapped or, with
+    /// `residency: .inMemory`, read into memory.
+    public init(
+        directory: URL, threads: Int = Fast.defaultThreads, residency: WeightResidency = .mapped,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws {
         let config = try Mamba2Config(directory: directory)
-        let weights = try Mamba2Weights(config: config, directory: directory, progress: progress)
+        let weights = try Mamba2Weights(config: config, directory: directory, residency: residency, progress: progress)
         self.init(config: config, weights: weights, threads: threads)
     }
 

@@ -116,16 +116,24 @@ public struct Mamba2Weights: Sendable {
     static let aliases = ["backbone.embedding.weight": "backbone.embeddings.weight"]
 
     /// Loads the weights of a model folder: safetensors (single or sharded) when there are any,
-    /// else the original mamba_ssm `pytorch_model.bin`. With `progress`, safetensors files are
-    /// read through once (bytes read, total) so generation starts without page-fault stalls.
-    public init(config: Mamba2Config, directory: URL, progress: ((Int, Int) -> Void)? = nil) throws {
+    /// else the original mamba_ssm `pytorch_model.bin`. Safetensors files are mapped, or with
+    /// `residency: .inMemory` read into memory. With `progress`, they are read through once
+    /// (bytes read, total), so generation starts without page-fault stalls.
+    public init(
+        config: Mamba2Config, directory: URL, residency: WeightResidency = .mapped, progress: ((Int, Int) -> Void)? = nil
+    ) throws {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         let bin = directory.appendingPathComponent("pytorch_model.bin")
         if !files.contains(where: { $0.hasSuffix(".safetensors") || $0 == Checkpoint.indexName }), files.contains("pytorch_model.bin") {
+            guard residency == .mapped else {
+                throw Mamba2Error.cannotRead(
+                    file: bin.path,
+                    reason: "reading weights into memory is for safetensors folders; load this pytorch_model.bin mapped, or turn it into safetensors with `mamba2 convert`")
+            }
             let file = try TorchCheckpointFile(path: bin.path)
             try self.init(config: config, tensors: Dictionary(file.tensors, uniquingKeysWith: { first, _ in first }))
         } else {
-            let checkpoint = try Checkpoint(directory: directory)
+            var checkpoint = try Checkpoint(directory: directory)
             try self.init(config: config, checkpoint: checkpoint)
             // The byte order of int8 rows is this package's own: a folder must say it has ours.
             if config.int8Layout != WeightView.int8Layout,
@@ -135,7 +143,14 @@ public struct Mamba2Weights: Sendable {
                     name: int8,
                     reason: "int8 rows stored in an unknown byte order: config.json's quantization_config.layout is \(found), not \"\(WeightView.int8Layout)\"; convert the original weights again with `mamba2 convert --dtype int8`")
             }
-            if let progress { checkpoint.prefetch(progress: progress) }
+            switch residency {
+            case .mapped:
+                if let progress { checkpoint.prefetch(progress: progress) }
+            case .inMemory:
+                // Checked first (headers, shapes, layout), read after: a bad folder fails fast.
+                checkpoint = try checkpoint.readIntoMemory(progress: progress ?? { _, _ in })
+                self = try Mamba2Weights(config: config, checkpoint: checkpoint)
+            }
         }
     }
 

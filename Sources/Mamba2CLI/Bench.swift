@@ -38,12 +38,15 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var stateDType: StateDTypeOption
 
+    @OptionGroup var loading: WeightResidencyOption
+
     func run() throws {
         try bench()
     }
 
     private func bench() throws {
         guard (model == nil) != (randomShape == nil) else { throw CLIError("give exactly one of --model and --random-shape") }
+        guard model != nil || !loading.noMmap else { throw CLIError("--no-mmap reads a --model folder into memory; random weights are made there already") }
         guard let forwardPath = ForwardPath(rawValue: path) else { throw CLIError("--path must be fast or reference, got \(path)") }
         guard promptLen > 0, newTokens >= 0, batch > 0, runs > 0 else {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
@@ -59,7 +62,7 @@ struct Bench: ParsableCommand {
             let config = try Mamba2Config.shape(named: randomShape)
             lm = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: weightType ?? .float32), threads: threadCount)
         } else {
-            var loaded = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: model!), threads: threadCount, progress: loadingProgress(model!))
+            var loaded = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: model!), threads: threadCount, residency: loading.residency, progress: loadingProgress(model!))
             if let weightType { loaded = try Self.converted(loaded, to: weightType, threads: threadCount) }
             lm = loaded
         }
@@ -132,6 +135,7 @@ struct Bench: ParsableCommand {
         print(try JSONLine.encode([
             "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
             "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue), "state_dtype": .string(ssmDType.rawValue),
+            "weights": .string(model == nil ? "random" : loading.residency.rawValue),
             "threads": .int(threadCount), "isa": .string(Fast.instructionSet), "batch": .int(batch),
             "prompt_len": .int(promptLen), "new_tokens": .int(newTokens), "runs": .int(runs),
             "load_seconds": .double(loadSeconds),

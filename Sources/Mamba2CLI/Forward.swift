@@ -25,6 +25,8 @@ struct Forward: ParsableCommand {
 
     @OptionGroup var stateDType: StateDTypeOption
 
+    @OptionGroup var loading: WeightResidencyOption
+
     func run() throws {
         let ids = try idRows.map { try parseIntegerList($0, option: "--ids") }
         let mask = maskRows.isEmpty ? nil : try maskRows.map { try parseIntegerList($0, option: "--mask") }
@@ -42,7 +44,7 @@ struct Forward: ParsableCommand {
             throw CLIError("--decode-from \(decodeFrom) must be between 0 and the row length \(length)")
         }
         let ssmDType = try stateDType.dtype()
-        var model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model))
+        var model = try Mamba2ForCausalLM(directory: URL(fileURLWithPath: self.model), residency: loading.residency)
         model.ssmStateDType = ssmDType
         let logits = try Self.logits(model: model, ids: ids, mask: mask, decodeFrom: decodeFrom)
         try NPY.write(logits, to: URL(fileURLWithPath: output))

@@ -54,6 +54,8 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var stateDType: StateDTypeOption
 
+    @OptionGroup var loading: WeightResidencyOption
+
     @Flag(help: "Print one JSON object instead of streaming text.")
     var json = false
 
@@ -72,7 +74,7 @@ struct Generate: ParsableCommand {
     private func generate() throws {
         let ssmDType = try stateDType.dtype()
         let directory = model.map { URL(fileURLWithPath: $0) } ?? DefaultModel.directory
-        var mamba = try Mamba2ForCausalLM(directory: directory, progress: loadingProgress(directory.lastPathComponent))
+        var mamba = try Mamba2ForCausalLM(directory: directory, residency: loading.residency, progress: loadingProgress(directory.lastPathComponent))
         // New sequences' states; a state from --load-state keeps the dtype it was saved in.
         mamba.ssmStateDType = ssmDType
         let tokenizer = Tokenizer.file(in: directory) != nil ? try Tokenizer(url: directory) : nil

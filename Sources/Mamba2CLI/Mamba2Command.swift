@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SafeTensors
 import Tensors
 
 @main
@@ -60,6 +61,14 @@ struct StateDTypeOption: ParsableArguments {
         default: throw CLIError("--state-dtype must be float32 or bfloat16, got \(name)")
         }
     }
+}
+
+/// `--no-mmap`, shared by the commands that load a model folder.
+struct WeightResidencyOption: ParsableArguments {
+    @Flag(name: .customLong("no-mmap"), help: "Read the safetensors weights into memory (2 MB-aligned, transparent huge pages requested) instead of mapping the files: loading reads every file once, and decoding is often faster, since the page cache tends to hold files in small pages (docs/benchmarks.md).")
+    var noMmap = false
+
+    var residency: WeightResidency { noMmap ? .inMemory : .mapped }
 }
 
 /// Parses `1,2,3` into integers, naming the option on failure.

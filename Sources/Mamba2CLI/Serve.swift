@@ -38,6 +38,8 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var stateDType: StateDTypeOption
 
+    @OptionGroup var loading: WeightResidencyOption
+
     func validate() throws {
         guard (1...4096).contains(maxBatch) else { throw CLIError("--max-batch must be between 1 and 4096, got \(maxBatch)") }
         guard (0...1_000_000).contains(maxQueue) else { throw CLIError("--max-queue must be between 0 and 1000000, got \(maxQueue)") }
@@ -54,7 +56,7 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, maxBatch: maxBatch, maxQueue: maxQueue,
             limits: RequestLimits(maxPromptTokens: maxPromptTokens, maxNewTokens: maxTokens),
             shutdownGrace: shutdownGrace, prefillChunk: prefillChunk, modelID: directory.standardizedFileURL.lastPathComponent,
-            ssmStateDType: try stateDType.dtype())
+            ssmStateDType: try stateDType.dtype(), weightResidency: loading.residency)
         let server = try CompletionServer(directory: directory, options: options)
         // SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once.
         let signals = [SIGINT, SIGTERM].map { number in

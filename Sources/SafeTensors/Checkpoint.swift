@@ -64,6 +64,25 @@ public struct Checkpoint: Sendable {
     /// Bytes of every file.
     public var byteCount: Int { files.map(\.byteCount).reduce(0, +) }
 
+    private init(directory: URL, files: [SafeTensorsFile], location: [String: SafeTensorsFile]) {
+        (self.directory, self.files, self.location) = (directory, files, location)
+    }
+
+    /// The same checkpoint with every file read into memory (see `WeightResidency.inMemory`);
+    /// `progress` hears (bytes read, total).
+    public func readIntoMemory(progress: (Int, Int) -> Void = { _, _ in }) throws -> Checkpoint {
+        let total = byteCount
+        var done = 0
+        var copies: [ObjectIdentifier: SafeTensorsFile] = [:]
+        for file in files {
+            copies[ObjectIdentifier(file)] = try file.readIntoMemory { progress(done + $0, total) }
+            done += file.byteCount
+        }
+        return Checkpoint(
+            directory: directory, files: files.map { copies[ObjectIdentifier($0)]! },
+            location: location.mapValues { copies[ObjectIdentifier($0)]! })
+    }
+
     /// Reads every file once (see `SafeTensorsFile.prefetch`); `progress` hears (bytes read, total).
     public func prefetch(progress: (Int, Int) -> Void) {
         let total = byteCount

@@ -17,17 +17,35 @@ public struct TensorInfo: Sendable, Equatable {
     public let dataOffsets: Range<Int>
 }
 
-/// A memory-mapped safetensors file (https://github.com/huggingface/safetensors, "Format").
+/// Where a safetensors file's bytes are held once it is open.
+public enum WeightResidency: String, Sendable, CaseIterable {
+    /// Mapped from the file (the default): zero-copy, and no load time when the page cache
+    /// already holds the file.
+    case mapped
+    /// Read into the process's own memory, 2 MB-aligned with transparent huge pages requested
+    /// (Linux), as llama.cpp's `--no-mmap` does. Loading reads the whole file; decoding can then
+    /// be faster, since the page cache often holds a file in small pages that slow the
+    /// matrix-vector products' streams (docs/benchmarks.md).
+    case inMemory = "in-memory"
+}
+
+/// A safetensors file (https://github.com/huggingface/safetensors, "Format"), memory-mapped or
+/// read into memory (`WeightResidency`).
 ///
 /// Layout: an 8-byte little-endian header length `N`, `N` bytes of JSON header, then the data
-/// section. The whole header is validated on open; tensors are then zero-copy views into the map.
+/// section. The whole header is validated on open; tensors are then zero-copy views into the
+/// file's bytes.
 public final class SafeTensorsFile: @unchecked Sendable {
     public let path: String
     public let metadata: [String: String]
     /// Entries by tensor name.
     public let tensors: [String: TensorInfo]
+    public let residency: WeightResidency
+    /// The file's bytes: the map, or the copy's first byte.
     private let base: UnsafeRawPointer
-    private let mappedSize: Int
+    private let fileSize: Int
+    /// What deinit unmaps: the file's map, or the anonymous region holding the aligned copy.
+    private let region: UnsafeMutableRawBufferPointer
     private let dataStart: Int
 
     /// Bytes per element of every dtype the safetensors format defines.
@@ -53,7 +71,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw SafeTensorsError.cannotOpen(file: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
         }
         base = UnsafeRawPointer(map)
-        mappedSize = size
+        fileSize = size
+        region = UnsafeMutableRawBufferPointer(start: map, count: size)
+        residency = .mapped
         do {
             let declared = base.loadUnaligned(as: UInt64.self).littleEndian
             guard declared >= 2, declared <= Self.maxHeaderLength, declared <= UInt64(size - 8) else {
@@ -68,22 +88,72 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: base), mappedSize)
+    /// The same file read into memory: its validated header, and its bytes in a fresh
+    /// anonymous region (see `WeightResidency.inMemory`), read with `pread` so the page cache's
+    /// pages are never mapped here and the resident memory stays one copy. `progress` hears
+    /// the bytes read so far. Throws if the file cannot be read whole or has changed size.
+    public func readIntoMemory(progress: (Int) -> Void = { _ in }) throws -> SafeTensorsFile {
+        if residency == .inMemory { return self }
+        let hugePage = 2 << 20
+        // One huge page of slack, so the copy can start on a 2 MB boundary.
+        let length = (fileSize + hugePage - 1) / hugePage * hugePage + hugePage
+        guard let anonymous = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), anonymous != MAP_FAILED else {
+            throw SafeTensorsError.cannotOpen(file: path, reason: "no memory for a \(fileSize)-byte copy: \(String(cString: strerror(errno)))")
+        }
+        let region = UnsafeMutableRawBufferPointer(start: anonymous, count: length)
+        let start = anonymous + (hugePage - Int(bitPattern: anonymous) % hugePage) % hugePage
+        #if os(Linux)
+        madvise(start, length - (start - anonymous), MADV_HUGEPAGE)
+        #endif
+        do {
+            let fd = open(path, O_RDONLY)
+            guard fd >= 0 else { throw SafeTensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
+            defer { close(fd) }
+            var done = 0
+            while done < fileSize {
+                let count = pread(fd, start + done, min(fileSize - done, 64 << 20), off_t(done))
+                guard count > 0 else {
+                    throw count == 0
+                        ? SafeTensorsError.cannotOpen(file: path, reason: "the file ended at byte \(done) of \(fileSize) while it was read into memory")
+                        : SafeTensorsError.cannotOpen(file: path, reason: "read failed at byte \(done): \(String(cString: strerror(errno)))")
+                }
+                done += count
+                progress(done)
+            }
+            var info = stat()
+            guard fstat(fd, &info) == 0, Int(info.st_size) == fileSize else {
+                throw SafeTensorsError.cannotOpen(file: path, reason: "the file changed size while it was read into memory")
+            }
+        } catch {
+            munmap(anonymous, length)
+            throw error
+        }
+        return SafeTensorsFile(copyOf: self, base: UnsafeRawPointer(start), region: region)
     }
 
-    /// Bytes of the mapped file.
-    public var byteCount: Int { mappedSize }
+    private init(copyOf file: SafeTensorsFile, base: UnsafeRawPointer, region: UnsafeMutableRawBufferPointer) {
+        (path, metadata, tensors, fileSize, dataStart) = (file.path, file.metadata, file.tensors, file.fileSize, file.dataStart)
+        (self.base, self.region, residency) = (base, region, .inMemory)
+    }
 
-    /// Reads every page of the file once (after asking the kernel to read ahead), so the first
-    /// forward pass does not stall on page faults; `progress` hears the bytes read so far.
+    deinit {
+        munmap(region.baseAddress, region.count)
+    }
+
+    /// Bytes of the file.
+    public var byteCount: Int { fileSize }
+
+    /// Reads every page of a mapped file once (after asking the kernel to read ahead), so the
+    /// first forward pass does not stall on page faults; `progress` hears the bytes read so far.
+    /// A file read into memory has nothing left to read.
     public func prefetch(progress: (Int) -> Void) {
-        madvise(UnsafeMutableRawPointer(mutating: base), mappedSize, MADV_WILLNEED)
+        guard residency == .mapped else { return progress(fileSize) }
+        madvise(UnsafeMutableRawPointer(mutating: base), fileSize, MADV_WILLNEED)
         let page = 4096
         var checksum: UInt8 = 0
         var offset = 0
-        while offset < mappedSize {
-            let end = min(mappedSize, offset + (64 << 20))
+        while offset < fileSize {
+            let end = min(fileSize, offset + (64 << 20))
             for position in stride(from: offset, to: end, by: page) { checksum &+= base.load(fromByteOffset: position, as: UInt8.self) }
             offset = end
             progress(offset)

@@ -13,6 +13,7 @@ struct BenchCommandTests {
         let decode_fraction_of_bound: Double
         let runs: Int
         let state_dtype: String
+        let weights: String
     }
 
     @Test("one JSON line; the bandwidth probes' 1 GiB buffers stay out of the peak memory")
@@ -43,6 +44,20 @@ struct BenchCommandTests {
         #expect(outputs.map(\.state_dtype) == ["F32", "BF16"])
         // Read and written: 2 × (4 − 2) bytes fewer per value.
         #expect(outputs[0].decode_bytes_per_step - outputs[1].decode_bytes_per_step == 4 * values)
+    }
+
+    @Test("--no-mmap reads the folder into memory and says so")
+    func noMmap() throws {
+        let model = fixtures.appendingPathComponent("g1-sharded").path
+        var outputs: [Output] = []
+        for extra in [[], ["--no-mmap"]] {
+            let result = try runMamba2(["bench", "--model", model, "--prompt-len", "4", "--new-tokens", "2", "--runs", "1"] + extra)
+            #expect(result.status == 0, "\(result.stderr)")
+            outputs.append(try JSONDecoder().decode(Output.self, from: Data(result.stdout.utf8)))
+        }
+        #expect(outputs.map(\.weights) == ["mapped", "in-memory"])
+        let random = try runMamba2(["bench", "--random-shape", "130m", "--no-mmap"])
+        #expect(random.status != 0 && random.stderr.contains("--no-mmap"), "\(random.stderr)")
     }
 
     @Test("bad settings are one-line errors")

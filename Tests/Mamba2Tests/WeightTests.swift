@@ -77,4 +77,19 @@ struct WeightTests {
             try Mamba2ForCausalLM(directory: directory)
         }
     }
+
+    @Test("weights read into memory give the mapped weights' logits; a pytorch_model.bin folder is refused with its file named", arguments: ["g1-sharded", "g2-bf16"])
+    func readIntoMemory(name: String) throws {
+        let fixture = try Fixture(name)
+        var heard = 0
+        let inMemory = try Mamba2ForCausalLM(directory: fixture.directory, residency: .inMemory, progress: { done, _ in heard = done })
+        #expect(heard > 0)
+        let ids = fixture.cases[0].input_ids
+        #expect(try inMemory(.tokenIDs(ids)).logits == fixture.model()(.tokenIDs(ids)).logits)
+
+        let bin = fixturesDirectory.appendingPathComponent("g1-mamba-ssm-bin")
+        let error = #expect(throws: Mamba2Error.self) { try Mamba2ForCausalLM(directory: bin, residency: .inMemory) }
+        guard case let .cannotRead(file, reason) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(file == bin.appendingPathComponent("pytorch_model.bin").path && reason.contains("safetensors"))
+    }
 }

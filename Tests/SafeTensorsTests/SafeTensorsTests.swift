@@ -205,4 +205,48 @@ struct SafeTensorsCoverageTests {
         let trailing = try rawFile(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, dataSize: 9, in: directory, name: "trailing")
         #expect(throws: SafeTensorsError.malformedHeader(file: trailing, reason: "5 bytes after the last tensor belong to no tensor")) { try SafeTensorsFile(path: trailing) }
     }
+
+    @Test("a file read into memory holds the same tensors, and a sharded checkpoint reads every shard")
+    func readIntoMemory() throws {
+        let directory = try temporaryDirectory()
+        let url = directory.appendingPathComponent("model.safetensors")
+        let a = Tensor(shape: [3, 64], scalars: (0..<192).map { Float($0) * 0.5 - 7 })
+        try SafeTensorsWriter.write(["a": WeightView(a), "b": WeightView(a, as: .bfloat16)], metadata: ["k": "v"], to: url)
+        let mapped = try SafeTensorsFile(path: url.path)
+        var heard: [Int] = []
+        let copy = try mapped.readIntoMemory { heard.append($0) }
+        #expect(mapped.residency == .mapped && copy.residency == .inMemory)
+        #expect(copy.metadata == ["k": "v"] && copy.tensors == mapped.tensors && copy.byteCount == mapped.byteCount)
+        #expect(heard.last == mapped.byteCount)
+        for name in ["a", "b"] {
+            #expect(Array(try copy.view(name).bytes) == Array(try mapped.view(name).bytes))
+            // A copy, not the map.
+            #expect(try copy.view(name).bytes.baseAddress != mapped.view(name).bytes.baseAddress)
+        }
+        #expect(try copy.readIntoMemory() === copy)
+
+        let sharded = try temporaryDirectory()
+        try SafeTensorsWriter.write(["a": WeightView(a)], to: sharded.appendingPathComponent("one.safetensors"))
+        try SafeTensorsWriter.write(["b": WeightView(a, as: .float16)], to: sharded.appendingPathComponent("two.safetensors"))
+        let checkpoint = try Checkpoint(directory: sharded)
+        var totals: [(Int, Int)] = []
+        let inMemory = try checkpoint.readIntoMemory { totals.append(($0, $1)) }
+        #expect(inMemory.files.allSatisfy { $0.residency == .inMemory })
+        #expect(totals.last.map { $0 == (checkpoint.byteCount, checkpoint.byteCount) } == true)
+        #expect(try inMemory.view("a").tensor() == a && inMemory.view("b").tensor() == checkpoint.view("b").tensor())
+    }
+
+    @Test("a file that shrinks before it is read into memory is named")
+    func shrunkBeforeReading() throws {
+        let directory = try temporaryDirectory()
+        let url = directory.appendingPathComponent("model.safetensors")
+        try SafeTensorsWriter.write(["a": WeightView(Tensor(shape: [1024], scalars: [Float](repeating: 1, count: 1024)))], to: url)
+        let file = try SafeTensorsFile(path: url.path)
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.truncate(atOffset: UInt64(file.byteCount - 100))
+        try handle.close()
+        let error = #expect(throws: SafeTensorsError.self) { try file.readIntoMemory() }
+        guard case let .cannotOpen(named, reason) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(named == url.path && reason.contains("ended at byte \(file.byteCount - 100) of \(file.byteCount)"))
+    }
 }

@@ -115,7 +115,7 @@ struct FastKernelTests {
 
 @Suite("the fused decode step equals its unfused reference twin", .serialized)
 struct FusedMixerStepTests {
-    @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true)])
+    @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true), (4, 3, 36, 2, 4, true)])
     func mixerStep(heads h: Int, headDim p: Int, stateSize n: Int, groups g: Int, kernel k: Int, bias: Bool) {
         defer { Fast.limitInstructionSet(nil) }
         var generator = SeededGenerator(seed: UInt64(h * 1000 + p * 100 + n))
@@ -199,6 +199,38 @@ struct FusedMixerStepTests {
                 #expect(apart <= fusedSSM.count / 50, "\(isa) threads \(threads): \(apart) of \(fusedSSM.count) state values rounded apart")
                 #expect(fusedSSM != bits, "\(isa): the bf16 state was updated")
             }
+        }
+    }
+}
+
+extension FusedMixerStepTests {
+    @Test("a NaN that reaches the step leaves a NaN in the bf16 state, whatever its payload, on every instruction set")
+    func nanInBFloat16State() {
+        defer { Fast.limitInstructionSet(nil) }
+        let (h, p, n, g, k) = (4, 3, 36, 2, 4)
+        let e = h * p
+        let convDim = e + 2 * g * n
+        // [z, xBC, dt]: group 0's B is a NaN with every payload bit set. Rounded without care,
+        // (bits + 0x7FFF + 1) >> 16 carries out of that NaN's exponent and stores −0.
+        var projected = [Float](repeating: 0.5, count: e + convDim + h)
+        for j in 0..<n { projected[e + e + j] = Float(bitPattern: 0x7FFF_FFFF) }
+        let taps = [Float](repeating: 0, count: (k - 1) * convDim) + [Float](repeating: 1, count: convDim)  // the current input only
+        for isa in Fast.availableInstructionSets {
+            Fast.limitInstructionSet(isa)
+            var convState = [Float](repeating: 0, count: (k - 1) * convDim)
+            var state = [UInt16](repeating: HalfConversion.bfloat16(from: 0.25), count: h * p * n)
+            var (xBC, y, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
+            state.withUnsafeMutableBytes { ssm in
+                Fast.mixerStep(
+                    projected: projected, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
+                    convTaps: taps, convBias: nil, kernel: k, convState: &convState, dtBias: [Float](repeating: 0, count: h),
+                    A: [Float](repeating: -1, count: h), D: [Float](repeating: 1, count: h), dtLimit: 0...100, ssmState: ssm.baseAddress!,
+                    ssmDType: .bfloat16, normWeight: [Float](repeating: 1, count: e), epsilon: 1e-5, normGroup: e / g,
+                    xBC: &xBC, y: &y, out: &out)
+            }
+            let perGroup = h / g * p * n
+            #expect(state[..<perGroup].allSatisfy { HalfConversion.float(fromBFloat16: $0).isNaN }, "\(isa): group 0's state")
+            #expect(state[perGroup...].allSatisfy { HalfConversion.float(fromBFloat16: $0).isFinite }, "\(isa): group 1's state")
         }
     }
 }
