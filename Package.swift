@@ -25,7 +25,7 @@ let package = Package(
         // Tensors, dtypes and the math: plain reference kernels that know nothing of models, and
         // their fast twins on CKernels.
         .target(name: "Tensors", dependencies: ["CKernels"]),
-        // Memory-mapped safetensors files: header validation, sharded index, writer.
+        // Safetensors files, mapped or read into memory: header validation, sharded index, writer.
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         // Hugging Face tokenizer.json: normalizers, pre-tokenizers, BPE, post-processors, decoders.
         .target(name: "Tokenizers"),

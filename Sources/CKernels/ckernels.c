@@ -1266,6 +1266,7 @@ CK_INLINE int64_t unpack_order(int64_t e) { return e < 4 || e >= 12 ? e : e < 8 
 
 // fp32 → bf16 bits (in the low half of each lane), rounded to nearest even; a NaN is not
 // kept (the caller stores NaN rows again exactly).
+enum { CK_BF16_STEP_MAX_N = 256 };  // the widest state rows the AVX2 bf16 step takes (stack buffers)
 CK_INLINE CK_AVX2 __m256i bf16_round_bits_avx2(__m256 v) {
     const __m256i bits = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
@@ -1279,7 +1280,7 @@ static CK_AVX2 void ssm_step_bf16_avx2(const float *x, float dt, float A, float 
     const __m256 vdA = _mm256_set1_ps(dA);
     const __m256i zero = _mm256_setzero_si256();
     // [n16] each: B and C in unpack order; one row's new values (fp32, unpack order).
-    float Bu[n16 + 1], Cu[n16 + 1], row[n16 + 1];
+    float Bu[CK_BF16_STEP_MAX_N], Cu[CK_BF16_STEP_MAX_N], row[CK_BF16_STEP_MAX_N];
     for (int64_t j = 0; j < n16; j++) {
         Bu[j] = B[j - j % 16 + unpack_order(j % 16)];
         Cu[j] = C[j - j % 16 + unpack_order(j % 16)];
@@ -1307,7 +1308,8 @@ static CK_AVX2 void ssm_step_bf16_avx2(const float *x, float dt, float A, float 
             out += s * C[j];
         }
         // A NaN among the row's values makes `out` NaN (NaN times anything is NaN): only then
-        // are they stored again, each NaN kept a quiet NaN as f32_to_bf16 keeps it.
+        // are they stored again, each NaN kept a quiet NaN as f32_to_bf16 keeps it. (An
+        // infinite or NaN C can also make `out` NaN; the row is then stored again unchanged.)
         if (out != out)
             for (int64_t j = 0; j < n16; j++) si[j - j % 16 + unpack_order(j % 16)] = f32_to_bf16(row[j]);
         y[i] = out + D * x[i];
@@ -1343,7 +1345,8 @@ void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, con
 void ck_ssm_step_bf16(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p, int64_t n,
                       uint16_t *state, float *y) {
 #ifdef CK_X86
-    if (ck_isa() >= 1) { ssm_step_bf16_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
+    // Published Mamba-2 models have states of 128; wider rows take the portable step.
+    if (ck_isa() >= 1 && n <= CK_BF16_STEP_MAX_N) { ssm_step_bf16_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
 #endif
     ssm_step_bf16_generic(x, dt, A, D, B, C, p, n, state, y);
 }

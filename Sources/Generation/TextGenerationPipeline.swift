@@ -1,15 +1,17 @@
 import Foundation
 import Mamba2
+import SafeTensors
 import Tokenizers
 
 /// transformers' `pipeline("text-generation", model=…)`: prompts in, generated text out.
 public struct TextGenerationPipeline: Sendable {
     public let generator: Generator
 
-    /// Loads a model folder; without a `generation_config.json` the pipeline uses transformers'
-    /// pipeline defaults (256 new tokens, sampling at temperature 0.7).
-    public init(model directory: URL) throws {
-        let model = try Mamba2ForCausalLM(directory: directory)
+    /// Loads a model folder, its weights mapped or read into memory; without a
+    /// `generation_config.json` the pipeline uses transformers' pipeline defaults (256 new tokens,
+    /// sampling at temperature 0.7).
+    public init(model directory: URL, residency: WeightResidency = .mapped) throws {
+        let model = try Mamba2ForCausalLM(directory: directory, residency: residency)
         let tokenizer = try Tokenizer(url: directory)
         let defaults = try GenerationConfig(directory: directory) ?? .pipelineDefaults
         generator = Generator(model: model, tokenizer: tokenizer, defaults: defaults)

@@ -46,7 +46,10 @@ struct Bench: ParsableCommand {
 
     private func bench() throws {
         guard (model == nil) != (randomShape == nil) else { throw CLIError("give exactly one of --model and --random-shape") }
-        guard model != nil || !loading.noMmap else { throw CLIError("--no-mmap reads a --model folder into memory; random weights are made there already") }
+        guard model != nil || loading.residency == .mapped else { throw CLIError("--no-mmap reads a --model folder into memory; random weights are made there already") }
+        guard dtype == nil || loading.residency == .mapped else {
+            throw CLIError("--no-mmap with --dtype: the converted weights would live in ordinary memory beside the read copy; convert the folder with `mamba2 convert` first")
+        }
         guard let forwardPath = ForwardPath(rawValue: path) else { throw CLIError("--path must be fast or reference, got \(path)") }
         guard promptLen > 0, newTokens >= 0, batch > 0, runs > 0 else {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")

@@ -65,7 +65,7 @@ struct StateDTypeOption: ParsableArguments {
 
 /// `--no-mmap`, shared by the commands that load a model folder.
 struct WeightResidencyOption: ParsableArguments {
-    @Flag(name: .customLong("no-mmap"), help: "Read the safetensors weights into memory (2 MB-aligned, transparent huge pages requested) instead of mapping the files: loading reads every file once, and decoding is often faster, since the page cache tends to hold files in small pages (docs/benchmarks.md).")
+    @Flag(name: .customLong("no-mmap"), help: "Read the safetensors weights into memory (2 MB-aligned; transparent huge pages requested on Linux) instead of mapping the files: loading reads every file once, and decoding is often faster, since the page cache tends to hold files in small pages (docs/benchmarks.md).")
     var noMmap = false
 
     var residency: WeightResidency { noMmap ? .inMemory : .mapped }

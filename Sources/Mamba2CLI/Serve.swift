@@ -56,8 +56,8 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, maxBatch: maxBatch, maxQueue: maxQueue,
             limits: RequestLimits(maxPromptTokens: maxPromptTokens, maxNewTokens: maxTokens),
             shutdownGrace: shutdownGrace, prefillChunk: prefillChunk, modelID: directory.standardizedFileURL.lastPathComponent,
-            ssmStateDType: try stateDType.dtype(), weightResidency: loading.residency)
-        let server = try CompletionServer(directory: directory, options: options)
+            ssmStateDType: try stateDType.dtype())
+        let server = try CompletionServer(directory: directory, residency: loading.residency, options: options)
         // SIGINT/SIGTERM start a graceful shutdown; a second one ends the process at once.
         let signals = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)

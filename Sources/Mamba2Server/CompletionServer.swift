@@ -26,13 +26,10 @@ public struct ServerOptions: Sendable {
     /// How each sequence's SSM state is kept: set on the generator's model
     /// (`Mamba2Model.ssmStateDType`), replacing what it had.
     public var ssmStateDType: DType
-    /// Whether `init(directory:options:)` maps the weights or reads them into memory.
-    public var weightResidency: WeightResidency
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBatch: Int = 8, maxQueue: Int = 64, limits: RequestLimits = RequestLimits(),
-        shutdownGrace: Double = 30, prefillChunk: Int = 256, modelID: String, ssmStateDType: DType = .float32,
-        weightResidency: WeightResidency = .mapped
+        shutdownGrace: Double = 30, prefillChunk: Int = 256, modelID: String, ssmStateDType: DType = .float32
     ) {
         self.host = host
         self.port = port
@@ -43,7 +40,6 @@ public struct ServerOptions: Sendable {
         self.prefillChunk = prefillChunk
         self.modelID = modelID
         self.ssmStateDType = ssmStateDType
-        self.weightResidency = weightResidency
     }
 }
 
@@ -81,9 +77,9 @@ public final class CompletionServer: Sendable {
     }
 
     /// Serves a model folder (config, weights, tokenizer.json, optional generation and tokenizer
-    /// configs).
-    public convenience init(directory: URL, options: ServerOptions) throws {
-        let generator = try Generator(directory: directory, residency: options.weightResidency)
+    /// configs), its weights mapped or read into memory.
+    public convenience init(directory: URL, residency: WeightResidency = .mapped, options: ServerOptions) throws {
+        let generator = try Generator(directory: directory, residency: residency)
         var hasChatTemplate = false
         let tokenizerConfig = directory.appendingPathComponent("tokenizer_config.json")
         if let data = try? Data(contentsOf: tokenizerConfig),

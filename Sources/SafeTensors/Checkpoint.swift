@@ -5,7 +5,7 @@ import Tensors
 /// `model.safetensors.index.json` lists in its `weight_map`, or else every `*.safetensors` file.
 public struct Checkpoint: Sendable {
     public let directory: URL
-    /// Open files, each mapped once.
+    /// Open files, each mapped once (or read into memory once).
     public let files: [SafeTensorsFile]
     private let location: [String: SafeTensorsFile]
 

@@ -18,12 +18,13 @@ public struct TensorInfo: Sendable, Equatable {
 }
 
 /// Where a safetensors file's bytes are held once it is open.
-public enum WeightResidency: String, Sendable, CaseIterable {
+public enum WeightResidency: String, Sendable {
     /// Mapped from the file (the default): zero-copy, and no load time when the page cache
     /// already holds the file.
     case mapped
     /// Read into the process's own memory, 2 MB-aligned with transparent huge pages requested
-    /// (Linux), as llama.cpp's `--no-mmap` does. Loading reads the whole file; decoding can then
+    /// (on Linux, where the kernel's THP setting may still refuse them), as llama.cpp's
+    /// `--no-mmap` does. Loading reads the whole file; decoding can then
     /// be faster, since the page cache often holds a file in small pages that slow the
     /// matrix-vector products' streams (docs/benchmarks.md).
     case inMemory = "in-memory"
@@ -40,7 +41,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let metadata: [String: String]
     /// Entries by tensor name.
     public let tensors: [String: TensorInfo]
+    /// Whether the tensors view the file's map or a copy in memory.
     public let residency: WeightResidency
+    /// Device, inode, size and modification time when opened: a copy is read only from the
+    /// same, unchanged file.
+    private let identity: [Int64]
     /// The file's bytes: the map, or the copy's first byte.
     private let base: UnsafeRawPointer
     private let fileSize: Int
@@ -65,6 +70,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw SafeTensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError.cannotOpen(file: path, reason: "not a regular file") }
+        identity = Self.identity(info)
         let size = Int(info.st_size)
         guard size >= 8 else { throw SafeTensorsError.truncated(file: path, size: size) }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
@@ -90,8 +96,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// The same file read into memory: its validated header, and its bytes in a fresh
     /// anonymous region (see `WeightResidency.inMemory`), read with `pread` so the page cache's
-    /// pages are never mapped here and the resident memory stays one copy. `progress` hears
-    /// the bytes read so far. Throws if the file cannot be read whole or has changed size.
+    /// pages are never faulted into this process and the resident memory stays one copy.
+    /// `progress` hears the bytes read so far. Throws, naming the file, if it cannot be read
+    /// whole or is no longer the file that was opened.
     public func readIntoMemory(progress: (Int) -> Void = { _ in }) throws -> SafeTensorsFile {
         if residency == .inMemory { return self }
         let hugePage = 2 << 20
@@ -109,9 +116,21 @@ public final class SafeTensorsFile: @unchecked Sendable {
             let fd = open(path, O_RDONLY)
             guard fd >= 0 else { throw SafeTensorsError.cannotOpen(file: path, reason: String(cString: strerror(errno))) }
             defer { close(fd) }
+            // The header was validated against the file as it was opened: read only that file.
+            func checkUnchanged() throws {
+                var info = stat()
+                guard fstat(fd, &info) == 0 else {
+                    throw SafeTensorsError.cannotOpen(file: path, reason: "fstat failed: \(String(cString: strerror(errno)))")
+                }
+                guard Self.identity(info) == identity else {
+                    throw SafeTensorsError.cannotOpen(file: path, reason: "the file was replaced or changed since it was opened; open it again")
+                }
+            }
+            try checkUnchanged()
             var done = 0
             while done < fileSize {
                 let count = pread(fd, start + done, min(fileSize - done, 64 << 20), off_t(done))
+                if count < 0 && errno == EINTR { continue }
                 guard count > 0 else {
                     throw count == 0
                         ? SafeTensorsError.cannotOpen(file: path, reason: "the file ended at byte \(done) of \(fileSize) while it was read into memory")
@@ -120,10 +139,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 done += count
                 progress(done)
             }
-            var info = stat()
-            guard fstat(fd, &info) == 0, Int(info.st_size) == fileSize else {
-                throw SafeTensorsError.cannotOpen(file: path, reason: "the file changed size while it was read into memory")
-            }
+            try checkUnchanged()
         } catch {
             munmap(anonymous, length)
             throw error
@@ -131,8 +147,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return SafeTensorsFile(copyOf: self, base: UnsafeRawPointer(start), region: region)
     }
 
+    private static func identity(_ info: stat) -> [Int64] {
+        #if canImport(Darwin)
+        let modified = info.st_mtimespec
+        #else
+        let modified = info.st_mtim
+        #endif
+        return [Int64(info.st_dev), Int64(info.st_ino), Int64(info.st_size), Int64(modified.tv_sec), Int64(modified.tv_nsec)]
+    }
+
     private init(copyOf file: SafeTensorsFile, base: UnsafeRawPointer, region: UnsafeMutableRawBufferPointer) {
-        (path, metadata, tensors, fileSize, dataStart) = (file.path, file.metadata, file.tensors, file.fileSize, file.dataStart)
+        (path, metadata, tensors, fileSize, dataStart, identity) = (file.path, file.metadata, file.tensors, file.fileSize, file.dataStart, file.identity)
         (self.base, self.region, residency) = (base, region, .inMemory)
     }
 

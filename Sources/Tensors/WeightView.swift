@@ -1,9 +1,10 @@
 import CKernels
 
 /// A read-only, zero-copy view of a stored tensor (fp32, bf16 or fp16), such as a weight inside a
-/// memory-mapped safetensors file. Elements are widened to fp32 as they are read.
+/// memory-mapped (or read-in) safetensors file. Elements are widened to fp32 as they are read.
 ///
-/// `owner` keeps the memory alive (a mapped file, or a boxed array) for as long as any view exists.
+/// `owner` keeps the memory alive (a file, mapped or read in, or a boxed array) for as long as any
+/// view exists.
 public struct WeightView: @unchecked Sendable {
     public let dtype: DType
     public let shape: [Int]

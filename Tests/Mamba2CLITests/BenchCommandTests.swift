@@ -46,7 +46,7 @@ struct BenchCommandTests {
         #expect(outputs[0].decode_bytes_per_step - outputs[1].decode_bytes_per_step == 4 * values)
     }
 
-    @Test("--no-mmap reads the folder into memory and says so")
+    @Test("--no-mmap reads the folder into memory and says so; forward gives the same logits with it")
     func noMmap() throws {
         let model = fixtures.appendingPathComponent("g1-sharded").path
         var outputs: [Output] = []
@@ -56,8 +56,21 @@ struct BenchCommandTests {
             outputs.append(try JSONDecoder().decode(Output.self, from: Data(result.stdout.utf8)))
         }
         #expect(outputs.map(\.weights) == ["mapped", "in-memory"])
-        let random = try runMamba2(["bench", "--random-shape", "130m", "--no-mmap"])
-        #expect(random.status != 0 && random.stderr.contains("--no-mmap"), "\(random.stderr)")
+        for refused in [["--random-shape", "130m", "--no-mmap"], ["--model", model, "--dtype", "int8", "--no-mmap"]] {
+            let result = try runMamba2(["bench"] + refused)
+            #expect(result.status != 0 && result.stderr.contains("--no-mmap"), "\(refused): \(result.stderr)")
+        }
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("no-mmap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var written: [Data] = []
+        for extra in [[], ["--no-mmap"]] {
+            let output = directory.appendingPathComponent("logits\(written.count).npy")
+            let result = try runMamba2(["forward", "--model", model, "--ids", "1,2,3,4", "--output", output.path] + extra)
+            #expect(result.status == 0, "\(result.stderr)")
+            written.append(try Data(contentsOf: output))
+        }
+        #expect(written[0] == written[1] && written[0].count > 128)
     }
 
     @Test("bad settings are one-line errors")

@@ -78,14 +78,30 @@ struct WeightTests {
         }
     }
 
-    @Test("weights read into memory give the mapped weights' logits; a pytorch_model.bin folder is refused with its file named", arguments: ["g1-sharded", "g2-bf16"])
+    @Test("weights read into memory give the mapped weights' logits and no longer depend on the files; a pytorch_model.bin folder is refused with its file named", arguments: ["g1-sharded", "g2-bf16"])
     func readIntoMemory(name: String) throws {
         let fixture = try Fixture(name)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("in-memory-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: fixture.directory, to: directory)
         var heard = 0
-        let inMemory = try Mamba2ForCausalLM(directory: fixture.directory, residency: .inMemory, progress: { done, _ in heard = done })
+        let inMemory = try Mamba2ForCausalLM(directory: directory, residency: .inMemory, progress: { done, _ in heard = done })
+        let mapped = try Mamba2ForCausalLM(directory: directory)
         #expect(heard > 0)
         let ids = fixture.cases[0].input_ids
-        #expect(try inMemory(.tokenIDs(ids)).logits == fixture.model()(.tokenIDs(ids)).logits)
+        let logits = try mapped(.tokenIDs(ids)).logits
+        #expect(try inMemory(.tokenIDs(ids)).logits == logits)
+        // Zero every weight byte on disk: the mapped model sees it, the copy does not.
+        for shard in try FileManager.default.contentsOfDirectory(atPath: directory.path) where shard.hasSuffix(".safetensors") {
+            let url = directory.appendingPathComponent(shard)
+            let data = try Data(contentsOf: url)
+            let headerEnd = 8 + Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian })
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.seek(toOffset: UInt64(headerEnd))
+            try handle.write(contentsOf: Data(count: data.count - headerEnd))
+            try handle.close()
+        }
+        #expect(try inMemory(.tokenIDs(ids)).logits == logits)
+        #expect(try mapped(.tokenIDs(ids)).logits != logits)
 
         let bin = fixturesDirectory.appendingPathComponent("g1-mamba-ssm-bin")
         let error = #expect(throws: Mamba2Error.self) { try Mamba2ForCausalLM(directory: bin, residency: .inMemory) }

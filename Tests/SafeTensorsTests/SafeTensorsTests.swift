@@ -236,7 +236,7 @@ struct SafeTensorsCoverageTests {
         #expect(try inMemory.view("a").tensor() == a && inMemory.view("b").tensor() == checkpoint.view("b").tensor())
     }
 
-    @Test("a file that shrinks before it is read into memory is named")
+    @Test("a file that changes between opening and reading into memory is named")
     func shrunkBeforeReading() throws {
         let directory = try temporaryDirectory()
         let url = directory.appendingPathComponent("model.safetensors")
@@ -247,6 +247,6 @@ struct SafeTensorsCoverageTests {
         try handle.close()
         let error = #expect(throws: SafeTensorsError.self) { try file.readIntoMemory() }
         guard case let .cannotOpen(named, reason) = error else { Issue.record("got \(String(describing: error))"); return }
-        #expect(named == url.path && reason.contains("ended at byte \(file.byteCount - 100) of \(file.byteCount)"))
+        #expect(named == url.path && reason.contains("replaced or changed since it was opened"))
     }
 }

@@ -115,7 +115,7 @@ struct FastKernelTests {
 
 @Suite("the fused decode step equals its unfused reference twin", .serialized)
 struct FusedMixerStepTests {
-    @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true), (4, 3, 36, 2, 4, true)])
+    @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true), (4, 3, 36, 2, 4, true), (2, 2, 260, 1, 2, false)])
     func mixerStep(heads h: Int, headDim p: Int, stateSize n: Int, groups g: Int, kernel k: Int, bias: Bool) {
         defer { Fast.limitInstructionSet(nil) }
         var generator = SeededGenerator(seed: UInt64(h * 1000 + p * 100 + n))
