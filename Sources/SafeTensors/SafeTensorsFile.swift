@@ -24,9 +24,9 @@ public enum WeightResidency: String, Sendable {
     case mapped
     /// Read into the process's own memory, 2 MB-aligned with transparent huge pages requested
     /// (on Linux, where the kernel's THP setting may still refuse them), as llama.cpp's
-    /// `--no-mmap` does. Loading reads the whole file; decoding can then
-    /// be faster, since the page cache often holds a file in small pages that slow the
-    /// matrix-vector products' streams (docs/benchmarks.md).
+    /// `--no-mmap` does. Loading reads the whole file; decoding can then be faster, since the
+    /// page cache often holds a file in small pages that slow the matrix-vector products'
+    /// streams (docs/benchmarks.md).
     case inMemory = "in-memory"
 }
 
