@@ -1198,14 +1198,19 @@ CK_INLINE CK_AVX2 __m256 bf16x8_load_avx2(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
+// fp32 → bf16 bits (in the low half of each lane), rounded to nearest even. A NaN is not kept:
+// bf16x8_store_avx2 mends it per lane, the bf16 step per row.
+CK_INLINE CK_AVX2 __m256i bf16_round_bits_avx2(__m256 v) {
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    return _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+}
+
 // f32_to_bf16 on 8 lanes.
 CK_INLINE CK_AVX2 void bf16x8_store_avx2(uint16_t *p, __m256 v) {
-    const __m256i bits = _mm256_castps_si256(v);
-    const __m256i high = _mm256_srli_epi32(bits, 16);
-    const __m256i rounded = _mm256_srli_epi32(
-        _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(high, _mm256_set1_epi32(1)))), 16);
+    const __m256i high = _mm256_srli_epi32(_mm256_castps_si256(v), 16);
     const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    const __m256i lanes = _mm256_blendv_epi8(rounded, _mm256_or_si256(high, _mm256_set1_epi32(0x40)), nan);
+    const __m256i lanes = _mm256_blendv_epi8(bf16_round_bits_avx2(v), _mm256_or_si256(high, _mm256_set1_epi32(0x40)), nan);
     // Pack the 32-bit lanes (each below 2^16) to 16 bits: [0–3 0–3 | 4–7 4–7] → 0–7.
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lanes, lanes), 0x08);
     _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(packed));
@@ -1264,14 +1269,8 @@ static CK_AVX2 void ssm_step_avx2(const float *x, float dt, float A, float D, co
 // values back in place. The value at position e of a 16 in unpack order (self-inverse).
 CK_INLINE int64_t unpack_order(int64_t e) { return e < 4 || e >= 12 ? e : e < 8 ? e + 4 : e - 4; }
 
-// fp32 → bf16 bits (in the low half of each lane), rounded to nearest even; a NaN is not
-// kept (the caller stores NaN rows again exactly).
-enum { CK_BF16_STEP_MAX_N = 256 };  // the widest state rows the AVX2 bf16 step takes (stack buffers)
-CK_INLINE CK_AVX2 __m256i bf16_round_bits_avx2(__m256 v) {
-    const __m256i bits = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-    return _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
-}
+// The widest state rows the AVX2 bf16 step takes (its buffers are on the stack).
+enum { CK_BF16_STEP_MAX_N = 256 };
 
 static CK_AVX2 void ssm_step_bf16_avx2(const float *x, float dt, float A, float D, const float *B, const float *C,
                                        int64_t p, int64_t n, uint16_t *state, float *y) {

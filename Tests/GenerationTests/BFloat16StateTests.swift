@@ -21,9 +21,7 @@ struct BFloat16StateTests {
     @Test("token by token through 256 steps of the built-in model: perplexity within 0.1% of the fp32 state's, mean KL below 1e-4 nats, top-1 agreeing on 99% of positions")
     func quality() throws {
         let generator = try Generator(directory: DefaultModel.directory)
-        let text = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/make_fixtures.py"), encoding: .utf8)
-        let ids = Array(try generator.tokenizer!.encode(text).ids.prefix(257))
+        let ids = try scriptTokenIDs(generator.tokenizer!, count: 257)
         #expect(ids.count == 257)
         let exact = try Self.stepped(generator.model, ids, ssmDType: .float32)
         let half = try Self.stepped(generator.model, ids, ssmDType: .bfloat16)
@@ -40,41 +38,6 @@ struct BFloat16StateTests {
         #expect(meanKL < 1e-4)
         #expect(agreement >= 0.99)
         #expect(meanKL > 0, "the bf16 state changes something")
-    }
-
-    @Test("fast and reference paths agree with a bf16 state, through a prefill and single steps; the state stays bf16")
-    func fastEqualsReference() throws {
-        var config = Mamba2Config()
-        config.hiddenSize = 64
-        config.numHiddenLayers = 2
-        config.numHeads = 4
-        config.headDim = 32
-        config.nGroups = 2
-        config.stateSize = 16
-        config.vocabSize = 96
-        config.chunkSize = 8
-        var model = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: .float32, seed: 5))
-        model.ssmStateDType = .bfloat16
-        let ids = [[5, 17, 3, 90, 44, 2, 61, 8, 8, 30, 71], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
-        var (fast, reference) = (Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16), Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16))
-        for range in [0..<6, 6..<7, 7..<8, 8..<11] {
-            let input = Mamba2Input.tokenIDs(ids.map { Array($0[range]) })
-            let a = try model(input, updating: &fast).logits
-            let b = try model(input, updating: &reference, path: .reference).logits
-            // The two fp32 computations may round a state value to neighbouring bf16 values.
-            let largest = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()!
-            #expect(largest <= 2e-3 * b.scalars.map(abs).max()!, "tokens \(range): \(largest)")
-        }
-        let (x, y) = (fast.layers[1].ssm, reference.layers[1].ssm)
-        #expect(zip(x.scalars, y.scalars).allSatisfy { abs($0 - $1) <= 0x1p-7 * max(abs($0), abs($1)) })
-        // A state the model starts takes the model's dtype; one it cannot keep is an error.
-        let output = try model(.tokenIDs(ids), useCache: true)
-        #expect(output.state?.ssmDType == .bfloat16)
-        var bytes = 0
-        output.state!.layers[0].ssmStorage.withUnsafeBytes { bytes = $0.count }
-        #expect(bytes == 2 * 2 * config.numHeads * config.headDim * config.stateSize)
-        model.ssmStateDType = .float16
-        #expect(throws: Mamba2Error.invalidInput("an SSM state is kept in F32 or BF16, not F16")) { try model(.tokenIDs(ids)) }
     }
 
     @Test("bf16 states batch (append, remove) and save to a state file bit for bit, at half the SSM bytes")

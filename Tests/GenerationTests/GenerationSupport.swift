@@ -1,6 +1,7 @@
 import Foundation
 import Generation
 import Mamba2
+import Tokenizers
 
 let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 let modelFixtures = testsDirectory.appendingPathComponent("Fixtures/models")
@@ -32,6 +33,12 @@ struct GenerationCase: Decodable {
 func generationCases(_ name: String) throws -> [GenerationCase] {
     struct File: Decodable { let cases: [GenerationCase] }
     return try JSONDecoder().decode(File.self, from: Data(contentsOf: generationFixtures.appendingPathComponent("\(name).json"))).cases
+}
+
+/// The first `count` token ids of scripts/make_fixtures.py: a text the quality tests score.
+func scriptTokenIDs(_ tokenizer: Tokenizer, count: Int) throws -> [Int] {
+    let text = try String(contentsOf: testsDirectory.deletingLastPathComponent().appendingPathComponent("scripts/make_fixtures.py"), encoding: .utf8)
+    return Array(try tokenizer.encode(text).ids.prefix(count))
 }
 
 func temporaryURL(_ name: String) -> URL {

@@ -22,9 +22,7 @@ struct QuantizedQualityTests {
     @Test("int8 perplexity within 1% of bf16's; mean KL(bf16 ‖ int8) below 0.002 nats; top-1 agrees on 95% of positions")
     func perplexityAndKL() throws {
         let generator = try Generator(directory: DefaultModel.directory)
-        let text = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/make_fixtures.py"), encoding: .utf8)
-        let ids = Array(try generator.tokenizer!.encode(text).ids.prefix(512))
+        let ids = try scriptTokenIDs(generator.tokenizer!, count: 512)
         #expect(ids.count == 512)
         let model = generator.model
         var bf16 = model.backbone.weights

@@ -217,4 +217,31 @@ struct StateAndBatchTests {
             try model(.tokenIDs([[1]]), scan: .chunked(chunkSize: 0))
         }
     }
+
+    @Test("fast and reference paths agree with a bf16 state, through a prefill and single steps; the state stays bf16")
+    func fastEqualsReference() throws {
+        let config = QuantizedModelTests.config(tied: false)
+        var model = Mamba2ForCausalLM(config: config, weights: try Mamba2Weights.random(config: config, dtype: .float32, seed: 5))
+        model.ssmStateDType = .bfloat16
+        let ids = [[5, 17, 3, 90, 44, 2, 61, 8, 8, 30, 71], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
+        var (fast, reference) = (Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16), Mamba2State(config: config, batchSize: 2, ssmDType: .bfloat16))
+        for range in [0..<6, 6..<7, 7..<8, 8..<11] {
+            let input = Mamba2Input.tokenIDs(ids.map { Array($0[range]) })
+            let a = try model(input, updating: &fast).logits
+            let b = try model(input, updating: &reference, path: .reference).logits
+            // The two fp32 computations may round a state value to neighbouring bf16 values.
+            let largest = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max()!
+            #expect(largest <= 2e-3 * b.scalars.map(abs).max()!, "tokens \(range): \(largest)")
+        }
+        let (x, y) = (fast.layers[1].ssm, reference.layers[1].ssm)
+        #expect(zip(x.scalars, y.scalars).allSatisfy { abs($0 - $1) <= 0x1p-7 * max(abs($0), abs($1)) })
+        // A state the model starts takes the model's dtype; one it cannot keep is an error.
+        let output = try model(.tokenIDs(ids), useCache: true)
+        #expect(output.state?.ssmDType == .bfloat16)
+        var bytes = 0
+        output.state!.layers[0].ssmStorage.withUnsafeBytes { bytes = $0.count }
+        #expect(bytes == 2 * 2 * config.numHeads * config.headDim * config.stateSize)
+        model.ssmStateDType = .float16
+        #expect(throws: Mamba2Error.invalidInput("an SSM state is kept in F32 or BF16, not F16")) { try model(.tokenIDs(ids)) }
+    }
 }
