@@ -29,36 +29,38 @@ CK_INLINE CK_AVX2 float hsum256(__m256 v) {
 
 // MARK: - dispatch
 
-// Read from every thread. Detection stores its result only over "unset" (-1), and
-// ck_limit_isa (tests) stores the capped value directly, so a stale detection cannot win.
-static int ck_isa_value = -1;
+// What the CPU runs, detected once; every thread reads it.
+static int ck_detected_value = -1;
 
-static int ck_detect_isa(void) {
-    int isa = 0;
+// The calling thread's cap (tests), -1 for none. Per thread, so a test that checks one
+// instruction set never changes what another test's kernels run; parallel work takes its
+// caller's cap (ck_thread_isa_cap / ck_set_thread_isa_cap).
+static _Thread_local int ck_thread_cap = -1;
+
+int ck_detected_isa(void) {
+    int value = __atomic_load_n(&ck_detected_value, __ATOMIC_RELAXED);
+    if (value >= 0) return value;
+    value = 0;
 #ifdef CK_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-        isa = 2;
+        value = 2;
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-        isa = 1;
+        value = 1;
     }
 #endif
-    return isa;
+    __atomic_store_n(&ck_detected_value, value, __ATOMIC_RELAXED);
+    return value;
 }
 
-void ck_limit_isa(int level) {
-    const int isa = ck_detect_isa();
-    __atomic_store_n(&ck_isa_value, level < 0 || level > isa ? isa : level, __ATOMIC_SEQ_CST);
-}
+int ck_thread_isa_cap(void) { return ck_thread_cap; }
+
+void ck_set_thread_isa_cap(int level) { ck_thread_cap = level; }
 
 int ck_isa(void) {
-    int value = __atomic_load_n(&ck_isa_value, __ATOMIC_ACQUIRE);
-    if (value >= 0) return value;
-    int expected = -1;
-    const int isa = ck_detect_isa();
-    __atomic_compare_exchange_n(&ck_isa_value, &expected, isa, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&ck_isa_value, __ATOMIC_ACQUIRE);
+    const int isa = ck_detected_isa();
+    return ck_thread_cap >= 0 && ck_thread_cap < isa ? ck_thread_cap : isa;
 }
 
 // MARK: - scalar conversions

@@ -139,7 +139,7 @@ struct Bench: ParsableCommand {
             "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
             "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue), "state_dtype": .string(ssmDType.rawValue),
             "weights": .string(model == nil ? "random" : loading.residency.rawValue),
-            "threads": .int(threadCount), "isa": .string(Fast.instructionSet), "batch": .int(batch),
+            "threads": .int(threadCount), "isa": .string("\(Fast.instructionSet)"), "batch": .int(batch),
             "prompt_len": .int(promptLen), "new_tokens": .int(newTokens), "runs": .int(runs),
             "load_seconds": .double(loadSeconds),
             "prefill_tokens_per_second": .double(Self.median(prefillRates)),

@@ -3,15 +3,15 @@ import Testing
 
 /// Every fast kernel against its reference twin, over odd sizes (tails of the 16-lane loops,
 /// the 4 × 4 blocks and the 64-row blocks) and every weight dtype.
-@Suite("fast kernels equal their reference twins", .serialized)
+@Suite("fast kernels equal their reference twins")
 struct FastKernelTests {
     @Test("every instruction set this CPU runs (portable C included) equals the reference")
     func everyInstructionSet() {
-        defer { Fast.limitInstructionSet(nil) }
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            #expect(Fast.instructionSet == isa)
-            checkAll()
+            Fast.withInstructionSet(isa) {
+                #expect(Fast.instructionSet == isa)
+                checkAll()
+            }
         }
     }
 
@@ -113,11 +113,10 @@ struct FastKernelTests {
     }
 }
 
-@Suite("the fused decode step equals its unfused reference twin", .serialized)
+@Suite("the fused decode step equals its unfused reference twin")
 struct FusedMixerStepTests {
     @Test("conv + SiLU, dt, every head's step and the gated norm in one call", arguments: [(6, 5, 7, 3, 4, true), (4, 8, 16, 2, 4, false), (3, 3, 5, 1, 2, true), (4, 3, 36, 2, 4, true), (2, 2, 260, 1, 2, false)])
     func mixerStep(heads h: Int, headDim p: Int, stateSize n: Int, groups g: Int, kernel k: Int, bias: Bool) {
-        defer { Fast.limitInstructionSet(nil) }
         var generator = SeededGenerator(seed: UInt64(h * 1000 + p * 100 + n))
         let e = h * p
         let convDim = e + 2 * g * n
@@ -163,12 +162,13 @@ struct FusedMixerStepTests {
         // One thread, and the heads split over the pool's threads (more than the cores: capped).
         for isa in Fast.availableInstructionSets {
             for threads in [1, 2, h + 1] {
-                Fast.limitInstructionSet(isa)
-                var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
-                let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .float32, threads: threads) }
-                #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa) threads \(threads): output")
-                #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa) threads \(threads): SSM state")
-                #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa) threads \(threads): conv state")
+                Fast.withInstructionSet(isa) {
+                    var (fusedConv, fusedSSM) = (convState.scalars, ssmState.scalars)
+                    let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .float32, threads: threads) }
+                    #expect(difference(Tensor(shape: [1, e], scalars: out), normed).max <= 1e-4, "\(isa) threads \(threads): output")
+                    #expect(difference(Tensor(shape: [1, h, p, n], scalars: fusedSSM), scan.state).max <= 1e-5, "\(isa) threads \(threads): SSM state")
+                    #expect(difference(Tensor(shape: [1, k - 1, convDim], scalars: fusedConv), conv.state).max == 0, "\(isa) threads \(threads): conv state")
+                }
             }
         }
 
@@ -182,22 +182,23 @@ struct FusedMixerStepTests {
             weight: WeightView(norm), epsilon: 1e-5, groupSize: e / g)
         for isa in Fast.availableInstructionSets {
             for threads in [1, 2] {
-                Fast.limitInstructionSet(isa)
-                var (fusedConv, fusedSSM) = (convState.scalars, bits)
-                let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .bfloat16, threads: threads) }
-                #expect(difference(Tensor(shape: [1, e], scalars: out), halfNormed).max <= 1e-4, "\(isa) threads \(threads): output, bf16 state")
-                // Rounded as the reference's fp32 values round, but for values the two fp32
-                // computations put on either side of a rounding boundary: one bf16 step apart.
-                var apart = 0
-                for (index, value) in halfScan.state.scalars.enumerated() {
-                    let stored = HalfConversion.float(fromBFloat16: fusedSSM[index])
-                    if stored != HalfConversion.float(fromBFloat16: HalfConversion.bfloat16(from: value)) {
-                        apart += 1
-                        #expect(abs(stored - value) <= abs(value) * 0x1p-8, "\(isa) threads \(threads): state \(index) \(stored) for \(value)")
+                Fast.withInstructionSet(isa) {
+                    var (fusedConv, fusedSSM) = (convState.scalars, bits)
+                    let out = fusedSSM.withUnsafeMutableBytes { fused(conv: &fusedConv, ssm: $0.baseAddress!, dtype: .bfloat16, threads: threads) }
+                    #expect(difference(Tensor(shape: [1, e], scalars: out), halfNormed).max <= 1e-4, "\(isa) threads \(threads): output, bf16 state")
+                    // Rounded as the reference's fp32 values round, but for values the two fp32
+                    // computations put on either side of a rounding boundary: one bf16 step apart.
+                    var apart = 0
+                    for (index, value) in halfScan.state.scalars.enumerated() {
+                        let stored = HalfConversion.float(fromBFloat16: fusedSSM[index])
+                        if stored != HalfConversion.float(fromBFloat16: HalfConversion.bfloat16(from: value)) {
+                            apart += 1
+                            #expect(abs(stored - value) <= abs(value) * 0x1p-8, "\(isa) threads \(threads): state \(index) \(stored) for \(value)")
+                        }
                     }
+                    #expect(apart <= fusedSSM.count / 50, "\(isa) threads \(threads): \(apart) of \(fusedSSM.count) state values rounded apart")
+                    #expect(fusedSSM != bits, "\(isa): the bf16 state was updated")
                 }
-                #expect(apart <= fusedSSM.count / 50, "\(isa) threads \(threads): \(apart) of \(fusedSSM.count) state values rounded apart")
-                #expect(fusedSSM != bits, "\(isa): the bf16 state was updated")
             }
         }
     }
@@ -206,7 +207,6 @@ struct FusedMixerStepTests {
 extension FusedMixerStepTests {
     @Test("a NaN that reaches the step leaves a NaN in the bf16 state, whatever its payload, on every instruction set")
     func nanInBFloat16State() {
-        defer { Fast.limitInstructionSet(nil) }
         let (h, p, n, g, k) = (4, 3, 36, 2, 4)
         let e = h * p
         let convDim = e + 2 * g * n
@@ -216,30 +216,30 @@ extension FusedMixerStepTests {
         for j in 0..<n { projected[e + e + j] = Float(bitPattern: 0x7FFF_FFFF) }
         let taps = [Float](repeating: 0, count: (k - 1) * convDim) + [Float](repeating: 1, count: convDim)  // the current input only
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            var convState = [Float](repeating: 0, count: (k - 1) * convDim)
-            var state = [UInt16](repeating: HalfConversion.bfloat16(from: 0.25), count: h * p * n)
-            var (xBC, y, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
-            state.withUnsafeMutableBytes { ssm in
-                Fast.mixerStep(
-                    projected: projected, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
-                    convTaps: taps, convBias: nil, kernel: k, convState: &convState, dtBias: [Float](repeating: 0, count: h),
-                    A: [Float](repeating: -1, count: h), D: [Float](repeating: 1, count: h), dtLimit: 0...100, ssmState: ssm.baseAddress!,
-                    ssmDType: .bfloat16, normWeight: [Float](repeating: 1, count: e), epsilon: 1e-5, normGroup: e / g,
-                    xBC: &xBC, y: &y, out: &out)
+            Fast.withInstructionSet(isa) {
+                var convState = [Float](repeating: 0, count: (k - 1) * convDim)
+                var state = [UInt16](repeating: HalfConversion.bfloat16(from: 0.25), count: h * p * n)
+                var (xBC, y, out) = ([Float](repeating: 0, count: convDim), [Float](repeating: 0, count: e), [Float](repeating: 0, count: e))
+                state.withUnsafeMutableBytes { ssm in
+                    Fast.mixerStep(
+                        projected: projected, innerSize: e, convDim: convDim, heads: h, headDim: p, stateSize: n, groups: g,
+                        convTaps: taps, convBias: nil, kernel: k, convState: &convState, dtBias: [Float](repeating: 0, count: h),
+                        A: [Float](repeating: -1, count: h), D: [Float](repeating: 1, count: h), dtLimit: 0...100, ssmState: ssm.baseAddress!,
+                        ssmDType: .bfloat16, normWeight: [Float](repeating: 1, count: e), epsilon: 1e-5, normGroup: e / g,
+                        xBC: &xBC, y: &y, out: &out)
+                }
+                let perGroup = h / g * p * n
+                #expect(state[..<perGroup].allSatisfy { HalfConversion.float(fromBFloat16: $0).isNaN }, "\(isa): group 0's state")
+                #expect(state[perGroup...].allSatisfy { HalfConversion.float(fromBFloat16: $0).isFinite }, "\(isa): group 1's state")
             }
-            let perGroup = h / g * p * n
-            #expect(state[..<perGroup].allSatisfy { HalfConversion.float(fromBFloat16: $0).isNaN }, "\(isa): group 0's state")
-            #expect(state[perGroup...].allSatisfy { HalfConversion.float(fromBFloat16: $0).isFinite }, "\(isa): group 1's state")
         }
     }
 }
 
-@Suite("bf16 state conversions", .serialized)
+@Suite("bf16 state conversions")
 struct BFloat16ConversionTests {
     @Test("widening and rounding 8 at a time equal HalfConversion on every instruction set: ties to even, subnormals, infinities, NaN")
     func conversions() {
-        defer { Fast.limitInstructionSet(nil) }
         var generator = SeededGenerator(seed: 16)
         var values: [Float] = [0, -0, 1, -1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
                                .leastNonzeroMagnitude, .leastNormalMagnitude, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
@@ -247,13 +247,14 @@ struct BFloat16ConversionTests {
         values += (0..<101).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &generator)) }
         let expected = values.map(HalfConversion.bfloat16(from:))
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            var rounded = [UInt16](repeating: 0, count: values.count)
-            var widened = [Float](repeating: 0, count: values.count)
-            Fast.roundToBFloat16(values, count: values.count, into: &rounded)
-            Fast.widenBFloat16(rounded, count: rounded.count, into: &widened)
-            #expect(rounded == expected, "\(isa)")
-            #expect(zip(widened, expected).allSatisfy { $0.bitPattern == HalfConversion.float(fromBFloat16: $1).bitPattern }, "\(isa)")
+            Fast.withInstructionSet(isa) {
+                var rounded = [UInt16](repeating: 0, count: values.count)
+                var widened = [Float](repeating: 0, count: values.count)
+                Fast.roundToBFloat16(values, count: values.count, into: &rounded)
+                Fast.widenBFloat16(rounded, count: rounded.count, into: &widened)
+                #expect(rounded == expected, "\(isa)")
+                #expect(zip(widened, expected).allSatisfy { $0.bitPattern == HalfConversion.float(fromBFloat16: $1).bitPattern }, "\(isa)")
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Tensors
 
@@ -83,5 +84,28 @@ struct ParallelForTests {
             return await group.reduce(0, +)
         }
         #expect(failures == 0)
+    }
+
+    @Test("an instruction-set cap holds for its caller and the slices it hands out, never for other threads")
+    func instructionSetCap() throws {
+        let best = try #require(Fast.availableInstructionSets.last)
+        for threads in [2, 8] {  // the pool's threads and Dispatch's
+            let seen = Mutex<Set<Fast.InstructionSet>>([])
+            let other = Mutex<Fast.InstructionSet?>(nil)
+            Fast.withInstructionSet(.portable) {
+                // Slices long enough that every thread takes some.
+                Fast.parallelFor(64, threads: threads) { _ in
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    while DispatchTime.now().uptimeNanoseconds - start < 200_000 {}
+                    seen.withLock { _ = $0.insert(Fast.instructionSet) }
+                }
+                let done = DispatchSemaphore(value: 0)
+                Thread { other.withLock { $0 = Fast.instructionSet }; done.signal() }.start()
+                done.wait()
+            }
+            #expect(seen.withLock { $0 } == [.portable], "threads \(threads)")
+            #expect(other.withLock { $0 } == best, "threads \(threads)")
+            #expect(Fast.instructionSet == best, "the cap is lifted on return")
+        }
     }
 }

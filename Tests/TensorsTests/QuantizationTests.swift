@@ -72,11 +72,10 @@ struct QuantizationTests {
     }
 }
 
-@Suite("int8 products (W8A8)", .serialized)
+@Suite("int8 products (W8A8)")
 struct QuantizedProductTests {
     @Test("activations round half to even, clamp and ignore nothing, alike on every instruction set")
     func activationRounding() {
-        defer { Fast.limitInstructionSet(nil) }
         // Block max 127 gives scale 1: x / scale is x itself, so the .5s are exact ties.
         let block: [Float] = [127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.49, -126.5, 126.5] + (0..<22).map { Float($0) - 11 }
         let x = Tensor(shape: [2, 64], scalars: block + block.map { -$0 } + block.reversed() + block)
@@ -97,17 +96,18 @@ struct QuantizedProductTests {
             }
         }
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            for rows in [1, 2] {
-                let part = Tensor(shape: [rows, 64], scalars: Array(x.scalars.prefix(rows * 64)))
-                let d = difference(Fast.linear(part, weight: weight, threads: 1), Reference.linear(part, weight: weight))
-                #expect(d.max <= 1e-5 * 127 * 64, "\(isa), \(rows) rows: \(d.max)")
+            Fast.withInstructionSet(isa) {
+                for rows in [1, 2] {
+                    let part = Tensor(shape: [rows, 64], scalars: Array(x.scalars.prefix(rows * 64)))
+                    let d = difference(Fast.linear(part, weight: weight, threads: 1), Reference.linear(part, weight: weight))
+                    #expect(d.max <= 1e-5 * 127 * 64, "\(isa), \(rows) rows: \(d.max)")
+                }
             }
         }
     }
 }
 
-@Suite("int8 products against the reference, every path", .serialized)
+@Suite("int8 products against the reference, every path")
 struct QuantizedPathTests {
     /// A matrix quantized by us, then given a stored −128 (which our quantizer never writes but
     /// an int8 file may hold) and tiny, NaN-free activation blocks. Decoding rows cover 2, 3, 5,
@@ -116,7 +116,6 @@ struct QuantizedPathTests {
     @Test("decode and prefill rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
           arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (1, 160), (2, 224), (3, 11008), (1, 32800)])
     func paths(rows: Int, k: Int) throws {
-        defer { Fast.limitInstructionSet(nil) }
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
         var x = randomTensor([rows, k], in: -3...3, using: &generator)
         for c in 0..<min(32, k) { x.scalars[c] = Float(c) * 1e-41 }  // a block whose scale is below the smallest normal
@@ -131,12 +130,13 @@ struct QuantizedPathTests {
         #expect(weight[3] == -128 * weight.scaleView![0])
         let reference = Reference.linear(x, weight: weight)
         for isa in Fast.availableInstructionSets {
-            Fast.limitInstructionSet(isa)
-            for threads in [1, 2] {
-                let fast = Fast.linear(x, weight: weight, threads: threads)
-                let d = difference(fast, reference)
-                let scale = reference.scalars.map(abs).max()!
-                #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k), threads \(threads): max \(d.max) at \(d.at) of \(scale)")
+            Fast.withInstructionSet(isa) {
+                for threads in [1, 2] {
+                    let fast = Fast.linear(x, weight: weight, threads: threads)
+                    let d = difference(fast, reference)
+                    let scale = reference.scalars.map(abs).max()!
+                    #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k), threads \(threads): max \(d.max) at \(d.at) of \(scale)")
+                }
             }
         }
     }

@@ -14,12 +14,17 @@ extern "C" {
 
 enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2 };
 
-/// The instruction set the dispatcher chose: 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable C.
+/// The instruction set the calling thread's kernels dispatch to: 2 = AVX-512, 1 = AVX2 + FMA,
+/// 0 = portable C. The CPU's best (ck_detected_isa), or the thread's cap if that is lower.
 int ck_isa(void);
 
-/// Caps dispatch at `level` (0 portable, 1 AVX2, 2 AVX-512; -1 lifts the cap), so tests can
-/// check every implementation the machine can run.
-void ck_limit_isa(int level);
+/// The best instruction set this CPU runs, whatever the cap.
+int ck_detected_isa(void);
+
+/// The calling thread's cap on dispatch (0 portable, 1 AVX2, 2 AVX-512; -1 none), so tests can
+/// check every implementation the machine can run without touching other threads.
+int ck_thread_isa_cap(void);
+void ck_set_thread_isa_cap(int level);
 
 /// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) for rows r < m and columns j in [j0, j1).
 /// x: [m, k] (row stride k); w: [n, k] in `dtype`; bias: [n] fp32 or NULL; y: row stride ldy.

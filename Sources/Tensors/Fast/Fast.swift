@@ -6,25 +6,28 @@ import Foundation
 /// the C kernels of `CKernels`: AVX-512 where the CPU has it, portable C elsewhere. Pointer-level
 /// entry points let the model's fast path reuse its buffers.
 public enum Fast {
-    /// The instruction set the kernels dispatch to on this CPU.
-    public static var instructionSet: String {
-        switch ck_isa() {
-        case 2: "avx512"
-        case 1: "avx2"
-        default: "portable"
-        }
+    /// The kernels' implementations, by the instructions they use.
+    public enum InstructionSet: Int32, CaseIterable, Sendable {
+        case portable, avx2, avx512
     }
+
+    /// The instruction set the kernels dispatch to on this thread: the CPU's best, unless
+    /// `withInstructionSet` caps it.
+    public static var instructionSet: InstructionSet { InstructionSet(rawValue: ck_isa()) ?? .portable }
 
     /// The instruction sets this CPU can run, portable first.
-    public static var availableInstructionSets: [String] {
-        limitInstructionSet(nil)
-        return ["portable", "avx2", "avx512"].prefix(Int(ck_isa()) + 1).map { $0 }
+    public static var availableInstructionSets: [InstructionSet] {
+        InstructionSet.allCases.filter { $0.rawValue <= ck_detected_isa() }
     }
 
-    /// Caps the kernels at an instruction set ("portable", "avx2", "avx512"; nil lifts the cap),
-    /// so tests can check every implementation the machine can run.
-    public static func limitInstructionSet(_ name: String?) {
-        ck_limit_isa(Int32(name.flatMap { ["portable", "avx2", "avx512"].firstIndex(of: $0) } ?? -1))
+    /// Runs `body` with the kernels capped at `isa`, so tests can check every implementation the
+    /// machine can run. The cap holds for the calling thread and the parallel work it starts,
+    /// never for other threads: tests that run beside it keep the CPU's best.
+    public static func withInstructionSet<Result>(_ isa: InstructionSet, _ body: () throws -> Result) rethrows -> Result {
+        let saved = ck_thread_isa_cap()
+        ck_set_thread_isa_cap(isa.rawValue)
+        defer { ck_set_thread_isa_cap(saved) }
+        return try body()
     }
 
     /// All cores by default. Read once: Foundation reads it from files on Linux (cgroup limits),
@@ -46,7 +49,7 @@ public enum Fast {
         // The slices touch disjoint memory; both ways return only when all are done.
         withUnsafeMutablePointer(to: &next) { counter in
             withoutActuallyEscaping(body) { body in
-                var job = SliceJob(body: body, count: count, slices: min(count, parts * 4), next: counter)
+                var job = SliceJob(body: body, count: count, slices: min(count, parts * 4), next: counter, isaCap: ck_thread_isa_cap())
                 if parts <= defaultThreads, withUnsafeMutablePointer(to: &job, { ck_pool_run(Int32(parts), runSliceJob, $0) }) != 0 {
                     return
                 }
@@ -353,8 +356,13 @@ private struct SliceJob {
     let count: Int
     let slices: Int
     let next: UnsafeMutablePointer<Int64>
+    /// The caller's instruction-set cap, which the threads take on while they run its slices.
+    let isaCap: Int32
 
     func run() {
+        let saved = ck_thread_isa_cap()
+        ck_set_thread_isa_cap(isaCap)
+        defer { ck_set_thread_isa_cap(saved) }
         while true {
             let slice = Int(ck_fetch_increment(next))
             guard slice < slices else { return }
