@@ -1,38 +1,21 @@
 import Foundation
 import Tensors
 
-/// Writes safetensors files: tensors in name order, data packed without gaps, the header padded
-/// with spaces to a multiple of 8 bytes (as the Python `safetensors` package does).
+/// Writes safetensors files: data packed without gaps, the header padded with spaces to a
+/// multiple of 8 bytes (as the Python `safetensors` package does), through `FileOutput`.
 public enum SafeTensorsWriter {
+    /// Writes `tensors` from their views, in name order, straight to the file (no copy of the
+    /// whole file in memory).
     public static func write(_ tensors: [String: WeightView], metadata: [String: String]? = nil, to url: URL) throws {
         let names = tensors.keys.sorted()
-        var header = "{"
-        var fields: [String] = []
-        if let metadata, !metadata.isEmpty {
-            let entries = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
-            fields.append("\"__metadata__\":{\(entries.joined(separator: ","))}")
-        }
-        var offset = 0
-        for name in names {
+        let entries = names.map { name in
             let view = tensors[name]!
-            let end = offset + view.bytes.count
-            let shape = view.shape.map(String.init).joined(separator: ",")
-            fields.append("\(jsonString(name)):{\"dtype\":\"\(view.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}")
-            offset = end
+            return (name: name, dtype: view.dtype, shape: view.shape, byteCount: view.bytes.count)
         }
-        header += fields.joined(separator: ",") + "}"
-        var headerBytes = Array(header.utf8)
-        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
-
-        var data = Data(capacity: 8 + headerBytes.count + offset)
-        withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: headerBytes)
-        for name in names { data.append(contentsOf: tensors[name]!.bytes) }
-        do {
-            try data.write(to: url, options: .atomic)
-        } catch {
-            throw SafeTensorsError.cannotWrite(file: url.path, reason: error.localizedDescription)
-        }
+        let output = try FileOutput(url: url)
+        try output.write(header(entries, metadata: metadata))
+        for name in names { try output.write(tensors[name]!.bytes) }
+        try output.commit()
     }
 
     /// One tensor to stream into a file: its bytes are produced in pieces by `fill(offset, buffer)`,
@@ -53,6 +36,26 @@ public enum SafeTensorsWriter {
     /// Writes tensors whose bytes are produced piece by piece, so a file far larger than memory
     /// can be written (e.g. a random 7B checkpoint). Tensors go in the order given.
     public static func stream(_ tensors: [StreamedTensor], metadata: [String: String]? = nil, to url: URL, pieceBytes: Int = 64 << 20) throws {
+        let output = try FileOutput(url: url)
+        try output.write(header(tensors.map { ($0.name, $0.dtype, $0.shape, $0.byteCount) }, metadata: metadata))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceBytes, alignment: 64)
+        defer { buffer.deallocate() }
+        for tensor in tensors {
+            var written = 0
+            while written < tensor.byteCount {
+                let count = min(pieceBytes, tensor.byteCount - written)
+                let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+                tensor.fill(written, piece)
+                try output.write(UnsafeRawBufferPointer(piece))
+                written += count
+            }
+        }
+        try output.commit()
+    }
+
+    /// The 8-byte header length and the header for tensors packed in this order without gaps,
+    /// padded with spaces to a multiple of 8 bytes.
+    static func header(_ tensors: [(name: String, dtype: DType, shape: [Int], byteCount: Int)], metadata: [String: String]?) -> [UInt8] {
         var fields: [String] = []
         if let metadata, !metadata.isEmpty {
             fields.append("\"__metadata__\":{" + metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",") + "}")
@@ -65,32 +68,7 @@ public enum SafeTensorsWriter {
         }
         var header = Array(("{" + fields.joined(separator: ",") + "}").utf8)
         while header.count % 8 != 0 { header.append(0x20) }
-        guard FileManager.default.createFile(atPath: url.path, contents: nil), let handle = try? FileHandle(forWritingTo: url) else {
-            throw SafeTensorsError.cannotWrite(file: url.path, reason: "cannot create the file")
-        }
-        defer { try? handle.close() }
-        do {
-            var prefix = Data()
-            withUnsafeBytes(of: UInt64(header.count).littleEndian) { prefix.append(contentsOf: $0) }
-            prefix.append(contentsOf: header)
-            try handle.write(contentsOf: prefix)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pieceBytes, alignment: 64)
-            defer { buffer.deallocate() }
-            for tensor in tensors {
-                var written = 0
-                while written < tensor.byteCount {
-                    let count = min(pieceBytes, tensor.byteCount - written)
-                    let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
-                    tensor.fill(written, piece)
-                    try handle.write(contentsOf: Data(bytesNoCopy: piece.baseAddress!, count: count, deallocator: .none))
-                    written += count
-                }
-            }
-        } catch let error as SafeTensorsError {
-            throw error
-        } catch {
-            throw SafeTensorsError.cannotWrite(file: url.path, reason: error.localizedDescription)
-        }
+        return withUnsafeBytes(of: UInt64(header.count).littleEndian, Array.init) + header
     }
 
     /// A JSON string literal: quotes, backslashes and control characters escaped, all other

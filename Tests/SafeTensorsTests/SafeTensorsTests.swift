@@ -250,3 +250,55 @@ struct SafeTensorsCoverageTests {
         #expect(named == url.path && reason.contains("replaced or changed since it was opened"))
     }
 }
+
+@Suite("writing files of any size")
+struct FileOutputTests {
+    /// Foundation's `Data.write(to:)` wrote wrong bytes past 2 GiB on Linux, which corrupted
+    /// every converted shard larger than that; the file here is 2 GiB + 64 MiB and a small
+    /// tensor follows the large one.
+    @Test("a safetensors file past 2 GiB reads back byte for byte")
+    func pastTwoGiB() throws {
+        let piece = 1 << 24  // UInt32 words: 64 MiB
+        let words = 33 * piece
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: words * 4, alignment: 64)
+        defer { buffer.deallocate() }
+        // Distinct words within each piece, the pieces copied, then each 4 KB page stamped with
+        // its number: no shift or repeat of the bytes leaves them equal.
+        let values = buffer.bindMemory(to: UInt32.self)
+        for index in 0..<piece { values[index] = UInt32(index) }
+        for copy in 1..<33 { (values.baseAddress! + copy * piece).update(from: values.baseAddress!, count: piece) }
+        for page in 0..<(words / 1024) { values[page * 1024] = UInt32(page) | 0x8000_0000 }
+        let owner = NSObject()
+        let big = WeightView(dtype: .float32, shape: [words], bytes: UnsafeRawBufferPointer(buffer), owner: owner)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("model.safetensors")
+        try SafeTensorsWriter.write(["big": big, "tail": WeightView(Tensor(shape: [3], scalars: [1, 2, 3]))], to: url)
+
+        let file = try SafeTensorsFile(path: url.path)
+        let read = try file.view("big").bytes
+        #expect(read.count == buffer.count)
+        // Compared in 64 MB pieces, so a failure names where the bytes went wrong.
+        for start in stride(from: 0, to: buffer.count, by: 64 << 20) {
+            let count = min(64 << 20, buffer.count - start)
+            if memcmp(read.baseAddress! + start, buffer.baseAddress! + start, count) != 0 {
+                Issue.record("bytes differ in [\(start), \(start + count))")
+                break
+            }
+        }
+        #expect(try file.view("tail").tensor() == Tensor(shape: [3], scalars: [1, 2, 3]))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.safetensors"])
+    }
+
+    @Test("an output dropped before its commit leaves no file")
+    func droppedOutput() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            let output = try FileOutput(url: directory.appendingPathComponent("x.safetensors"))
+            try output.write([1, 2, 3])
+            #expect(output.offset == 3)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+}
