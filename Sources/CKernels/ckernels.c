@@ -33,8 +33,8 @@ CK_INLINE CK_AVX2 float hsum256(__m256 v) {
 static int ck_detected_value = -1;
 
 // The calling thread's cap (tests), -1 for none. Per thread, so a test that checks one
-// instruction set never changes what another test's kernels run; parallel work takes its
-// caller's cap (ck_thread_isa_cap / ck_set_thread_isa_cap).
+// instruction set never changes what another test's kernels run; the pool's workers (and
+// Fast.parallelFor's threads) take on their caller's cap.
 static _Thread_local int ck_thread_cap = -1;
 
 int ck_detected_isa(void) {

@@ -37,6 +37,7 @@ static struct {
     int needed;                   // workers that may join the current job
     ck_job job;
     void *context;
+    int isa_cap;                  // the caller's instruction-set cap, taken on by the workers
     uint_fast64_t start[CK_POOL_MAX + 1];  // the generation each worker was started at
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
@@ -72,7 +73,12 @@ static void *pool_worker(void *argument) {
         // waits for `active` to fall to 0 (both sequentially consistent), so either it waits
         // for us or we see it closed and leave it alone (and read none of its fields).
         atomic_fetch_add(&pool.active, 1);
-        if (atomic_load(&pool.state) == state && index <= pool.needed) pool.job(pool.context, index);
+        if (atomic_load(&pool.state) == state && index <= pool.needed) {
+            const int saved = ck_thread_isa_cap();
+            ck_set_thread_isa_cap(pool.isa_cap);
+            pool.job(pool.context, index);
+            ck_set_thread_isa_cap(saved);
+        }
         atomic_fetch_sub_explicit(&pool.active, 1, memory_order_release);
     }
     return NULL;
@@ -99,6 +105,7 @@ int32_t ck_pool_run(int32_t participants, ck_job job, void *context) {
     }
     pool.job = job;
     pool.context = context;
+    pool.isa_cap = ck_thread_isa_cap();
     pool.needed = participants - 1;
     const uint_fast64_t open = ((atomic_load(&pool.state) >> 1) + 1) * 2 + 1;
     atomic_store(&pool.state, open);

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Synchronization
 import Testing
@@ -86,7 +87,7 @@ struct ParallelForTests {
         #expect(failures == 0)
     }
 
-    @Test("an instruction-set cap holds for its caller and the slices it hands out, never for other threads")
+    @Test("an instruction-set cap holds for its caller, the slices it hands out and the pool jobs it runs, never for other threads")
     func instructionSetCap() throws {
         let best = try #require(Fast.availableInstructionSets.last)
         for threads in [2, 8] {  // the pool's threads and Dispatch's
@@ -107,5 +108,34 @@ struct ParallelForTests {
             #expect(other.withLock { $0 } == best, "threads \(threads)")
             #expect(Fast.instructionSet == best, "the cap is lifted on return")
         }
+        // The C kernels' own pool jobs (as the fused step's heads) run under the caller's cap:
+        // each participant records the level it dispatches to.
+        guard Fast.defaultThreads >= 2 else { return }
+        let levels = Levels()
+        let deadline = Date().addingTimeInterval(10)
+        var ran = false
+        while !ran && Date() < deadline {  // another test may hold the pool for a while
+            ran = Fast.withInstructionSet(.portable) { ck_pool_run(2, recordLevel, Unmanaged.passUnretained(levels).toOpaque()) } != 0
+        }
+        #expect(ran && levels.caller.load(ordering: .acquiring) == 0 && levels.worker.load(ordering: .acquiring) == 0)
     }
+}
+
+/// The instruction-set levels a pool job's two participants dispatch to (−1 before they run).
+private final class Levels: Sendable {
+    let caller = Atomic<Int32>(-1)
+    let worker = Atomic<Int32>(-1)
+}
+
+/// A pool job that records each participant's level; the caller waits (up to 10 s) for the
+/// worker to join, which it can while the job is open.
+private let recordLevel: ck_job = { context, participant in
+    let levels = Unmanaged<Levels>.fromOpaque(context!).takeUnretainedValue()
+    guard participant == 0 else {
+        levels.worker.store(ck_isa(), ordering: .releasing)
+        return
+    }
+    levels.caller.store(ck_isa(), ordering: .releasing)
+    let start = DispatchTime.now().uptimeNanoseconds
+    while levels.worker.load(ordering: .acquiring) < 0 && DispatchTime.now().uptimeNanoseconds - start < 10_000_000_000 {}
 }

@@ -79,7 +79,8 @@ typedef void (*ck_job)(void *context, int32_t participant);
 /// persistent worker threads that spin for a short while after each job before they sleep, so
 /// back-to-back parallel products do not each pay a thread wake-up. Returns 1 when the job ran;
 /// 0, having run nothing, when another caller holds the pool (or the platform has no pthreads),
-/// and the caller then runs the job some other way.
+/// and the caller then runs the job some other way. The workers run it under the caller's
+/// instruction-set cap (ck_thread_isa_cap).
 int32_t ck_pool_run(int32_t participants, ck_job job, void *context);
 
 /// How many jobs ck_pool_run has run (so tests can see that the pool is used).
