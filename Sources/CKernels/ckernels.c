@@ -29,7 +29,7 @@ CK_INLINE CK_AVX2 float hsum256(__m256 v) {
 
 // MARK: - dispatch
 
-// What the CPU runs, detected once; every thread reads it.
+// What the CPU runs, detected on first use (racing threads detect the same); every thread reads it.
 static int ck_detected_value = -1;
 
 // The calling thread's cap (tests), -1 for none. Per thread, so a test that checks one

@@ -8,26 +8,37 @@ import Musl
 import Darwin
 #endif
 
-/// A file written front to back with POSIX `write`, under a temporary name beside it that
-/// `commit` renames over the destination, so a reader never sees half a file and a failed
-/// write leaves no file behind.
+/// A file written front to back with POSIX `write`, under a temporary name of its own beside
+/// the destination, which `commit` flushes to disk and renames over the destination: readers
+/// never see half a file, a failed or abandoned write leaves no file behind, and of two
+/// writers to one destination the last to commit wins whole.
 ///
-/// Files of any size: swift-corelibs-foundation's `Data.write(to:)` (Swift 6.3, Linux) wrote
-/// wrong bytes past the first 2 GiB (the most one `write` moves), which corrupted every
-/// checkpoint shard larger than that. Here each `write` is at most 64 MB and its partial
-/// writes are resumed where they stopped.
+/// Files of any size: Foundation's `Data.write(to:)` (Swift 6.3.1, Linux) wrote wrong bytes
+/// after its first `write(2)`, which Linux caps at 2 GiB − 4 KiB, and so corrupted every
+/// checkpoint shard larger than that. Here each `write` is at most 64 MB and a partial write
+/// is resumed where it stopped.
 public final class FileOutput {
     public let path: String
-    private let temporaryPath: String
-    private var descriptor: Int32
+    private var temporaryPath = ""
+    private var descriptor: Int32 = -1
+    private var committed = false
     /// Bytes written so far.
     public private(set) var offset = 0
 
     public init(url: URL) throws {
         path = url.path
-        temporaryPath = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).partial").path
-        descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard descriptor >= 0 else { throw SafeTensorsError.cannotWrite(file: path, reason: String(cString: strerror(errno))) }
+        let directory = url.deletingLastPathComponent()
+        // A fresh name per writer (O_EXCL), so concurrent writers never share a temporary file.
+        for _ in 0..<100 {
+            let candidate = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).partial").path
+            descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if descriptor >= 0 {
+                temporaryPath = candidate
+                return
+            }
+            if errno != EEXIST { break }
+        }
+        throw SafeTensorsError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
     }
 
     deinit {
@@ -39,14 +50,16 @@ public final class FileOutput {
 
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard descriptor >= 0 else { throw SafeTensorsError.cannotWrite(file: path, reason: "written after commit") }
+        guard descriptor >= 0 else { throw SafeTensorsError.cannotWrite(file: path, reason: "written after its commit") }
         guard var next = bytes.baseAddress else { return }
         var left = bytes.count
         while left > 0 {
             let count = writeSome(descriptor, next, min(left, 64 << 20))
-            if count < 0 && errno == EINTR { continue }
+            let code = errno
+            if count < 0 && code == EINTR { continue }
             guard count > 0 else {
-                throw SafeTensorsError.cannotWrite(file: path, reason: "write failed at byte \(offset): \(String(cString: strerror(errno)))")
+                let reason = count == 0 ? "no bytes written" : String(cString: strerror(code))
+                throw SafeTensorsError.cannotWrite(file: path, reason: "write failed at byte \(offset): \(reason)")
             }
             next += count
             left -= count
@@ -58,20 +71,25 @@ public final class FileOutput {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
-    /// Closes the file and moves it to its destination, replacing any file there.
+    /// Flushes the file to disk, closes it and moves it to its destination, replacing any file
+    /// there. A failed commit removes the temporary file; the output cannot be committed again.
     public func commit() throws {
-        guard descriptor >= 0 else { return }
-        let closed = close(descriptor)
+        guard !committed else { throw SafeTensorsError.cannotWrite(file: path, reason: "committed twice") }
+        committed = true
+        let fd = descriptor
         descriptor = -1
-        guard closed == 0 else {
+        func fail(_ step: String, _ code: Int32) -> SafeTensorsError {
             unlink(temporaryPath)
-            throw SafeTensorsError.cannotWrite(file: path, reason: "close failed: \(String(cString: strerror(errno)))")
+            return SafeTensorsError.cannotWrite(file: path, reason: "\(step) failed: \(String(cString: strerror(code)))")
         }
-        guard rename(temporaryPath, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
-            throw SafeTensorsError.cannotWrite(file: path, reason: reason)
+        // EINVAL: a file that cannot be synced (a pipe, some special file systems), as Foundation allows.
+        if fsync(fd) != 0 && errno != EINVAL {
+            let code = errno
+            close(fd)
+            throw fail("fsync", code)
         }
+        if close(fd) != 0 { throw fail("close", errno) }
+        if rename(temporaryPath, path) != 0 { throw fail("rename", errno) }
     }
 }
 

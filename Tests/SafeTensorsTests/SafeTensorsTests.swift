@@ -290,15 +290,26 @@ struct FileOutputTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.safetensors"])
     }
 
-    @Test("an output dropped before its commit leaves no file")
-    func droppedOutput() throws {
+    @Test("outputs to one destination write their own temporary files; the last commit wins whole, a dropped output leaves nothing")
+    func outputsToOneDestination() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("x.safetensors")
+        let (first, second) = (try FileOutput(url: url), try FileOutput(url: url))
+        try first.write([1, 2, 3])
+        try second.write([4, 5])
+        try first.write([6])
+        #expect(first.offset == 4)
+        try first.commit()
+        #expect(try Data(contentsOf: url) == Data([1, 2, 3, 6]))
+        try second.commit()
+        #expect(try Data(contentsOf: url) == Data([4, 5]))
+        #expect(throws: SafeTensorsError.cannotWrite(file: url.path, reason: "committed twice")) { try second.commit() }
         do {
-            let output = try FileOutput(url: directory.appendingPathComponent("x.safetensors"))
-            try output.write([1, 2, 3])
-            #expect(output.offset == 3)
+            let dropped = try FileOutput(url: url)
+            try dropped.write([9])
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["x.safetensors"])
+        #expect(try Data(contentsOf: url) == Data([4, 5]))
     }
 }

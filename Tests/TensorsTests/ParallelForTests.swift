@@ -1,6 +1,5 @@
 import CKernels
 import Foundation
-import Synchronization
 import Testing
 @testable import Tensors
 
@@ -90,52 +89,57 @@ struct ParallelForTests {
     @Test("an instruction-set cap holds for its caller, the slices it hands out and the pool jobs it runs, never for other threads")
     func instructionSetCap() throws {
         let best = try #require(Fast.availableInstructionSets.last)
-        for threads in [2, 8] {  // the pool's threads and Dispatch's
-            let seen = Mutex<Set<Fast.InstructionSet>>([])
-            let other = Mutex<Fast.InstructionSet?>(nil)
+        // The pool's threads, then Dispatch's (more threads than cores).
+        for threads in [2, Fast.defaultThreads + 1] {
+            let seen = Locked<Set<Fast.InstructionSet>>([])
+            let other = Locked<Fast.InstructionSet?>(nil)
             Fast.withInstructionSet(.portable) {
                 // Slices long enough that every thread takes some.
                 Fast.parallelFor(64, threads: threads) { _ in
                     let start = DispatchTime.now().uptimeNanoseconds
                     while DispatchTime.now().uptimeNanoseconds - start < 200_000 {}
-                    seen.withLock { _ = $0.insert(Fast.instructionSet) }
+                    seen.update { _ = $0.insert(Fast.instructionSet) }
                 }
                 let done = DispatchSemaphore(value: 0)
-                Thread { other.withLock { $0 = Fast.instructionSet }; done.signal() }.start()
+                Thread { other.update { $0 = Fast.instructionSet }; done.signal() }.start()
                 done.wait()
             }
-            #expect(seen.withLock { $0 } == [.portable], "threads \(threads)")
-            #expect(other.withLock { $0 } == best, "threads \(threads)")
+            #expect(seen.value == [.portable], "threads \(threads)")
+            #expect(other.value == best, "threads \(threads)")
             #expect(Fast.instructionSet == best, "the cap is lifted on return")
         }
         // The C kernels' own pool jobs (as the fused step's heads) run under the caller's cap:
         // each participant records the level it dispatches to.
         guard Fast.defaultThreads >= 2 else { return }
-        let levels = Levels()
+        let levels = Locked<[Int32: Int32]>([:])
         let deadline = Date().addingTimeInterval(10)
         var ran = false
         while !ran && Date() < deadline {  // another test may hold the pool for a while
             ran = Fast.withInstructionSet(.portable) { ck_pool_run(2, recordLevel, Unmanaged.passUnretained(levels).toOpaque()) } != 0
+            if !ran { Thread.sleep(forTimeInterval: 0.001) }
         }
-        #expect(ran && levels.caller.load(ordering: .acquiring) == 0 && levels.worker.load(ordering: .acquiring) == 0)
+        #expect(ran && levels.value == [0: 0, 1: 0], "\(levels.value)")
     }
 }
 
-/// The instruction-set levels a pool job's two participants dispatch to (−1 before they run).
-private final class Levels: Sendable {
-    let caller = Atomic<Int32>(-1)
-    let worker = Atomic<Int32>(-1)
+/// A value shared between threads behind a lock.
+private final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value { lock.withLock { stored } }
+
+    func update(_ change: (inout Value) -> Void) { lock.withLock { change(&stored) } }
 }
 
-/// A pool job that records each participant's level; the caller waits (up to 10 s) for the
-/// worker to join, which it can while the job is open.
+/// A pool job that records each participant's level by its index; the caller waits (up to
+/// 10 s) for the worker to join, which it can while the job is open.
 private let recordLevel: ck_job = { context, participant in
-    let levels = Unmanaged<Levels>.fromOpaque(context!).takeUnretainedValue()
-    guard participant == 0 else {
-        levels.worker.store(ck_isa(), ordering: .releasing)
-        return
-    }
-    levels.caller.store(ck_isa(), ordering: .releasing)
+    let levels = Unmanaged<Locked<[Int32: Int32]>>.fromOpaque(context!).takeUnretainedValue()
+    levels.update { $0[participant] = ck_isa() }
+    guard participant == 0 else { return }
     let start = DispatchTime.now().uptimeNanoseconds
-    while levels.worker.load(ordering: .acquiring) < 0 && DispatchTime.now().uptimeNanoseconds - start < 10_000_000_000 {}
+    while levels.value[1] == nil && DispatchTime.now().uptimeNanoseconds - start < 10_000_000_000 {}
 }

@@ -21,8 +21,9 @@ public enum Fast {
     }
 
     /// Runs `body` with the kernels capped at `isa`, so tests can check every implementation the
-    /// machine can run. The cap holds for the calling thread and the parallel work it starts,
-    /// never for other threads: tests that run beside it keep the CPU's best.
+    /// machine can run. The cap holds for the calling thread and for the threads of the
+    /// `parallelFor` calls and CKernels' pool jobs it starts, never for other threads (tasks,
+    /// Dispatch work of its own): tests that run beside it keep the CPU's best.
     public static func withInstructionSet<Result>(_ isa: InstructionSet, _ body: () throws -> Result) rethrows -> Result {
         let saved = ck_thread_isa_cap()
         ck_set_thread_isa_cap(isa.rawValue)
@@ -356,7 +357,8 @@ private struct SliceJob {
     let count: Int
     let slices: Int
     let next: UnsafeMutablePointer<Int64>
-    /// The caller's instruction-set cap, which the threads take on while they run its slices.
+    /// The caller's instruction-set cap, which the threads take on while they run its slices
+    /// (the pool's workers already have it; Dispatch's threads need it here).
     let isaCap: Int32
 
     func run() {
