@@ -70,6 +70,7 @@ final class ZipArchive: @unchecked Sendable {
             let locator = eocd - 20
             guard try u32(locator) == 0x0706_4B50 else { throw fail("ZIP64 fields without a ZIP64 locator") }
             let record = try u64(locator + 8)
+            guard record <= size - 56 else { throw fail("ZIP64 end-of-central-directory record at byte \(record) lies outside the file") }
             guard try u32(record) == 0x0606_4B50 else { throw fail("bad ZIP64 end-of-central-directory record") }
             count = try u64(record + 32)
             directorySize = try u64(record + 40)

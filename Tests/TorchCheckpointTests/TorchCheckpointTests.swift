@@ -24,6 +24,17 @@ struct TorchCheckpointTests {
         #expect(tensors["parameter"]!.floats() == [1, 1])
     }
 
+    @Test("a ZIP64 archive, as torch writes one past 4 GiB, reads as the same tensors")
+    func zip64() throws {
+        let classic = try TorchCheckpointFile(path: path("valid.bin"))
+        let file = try TorchCheckpointFile(path: path("zip64.bin"))
+        #expect(file.tensors.map(\.name) == classic.tensors.map(\.name))
+        for (tensor, expected) in zip(file.tensors, classic.tensors) {
+            #expect(tensor.view.shape == expected.view.shape && tensor.view.dtype == expected.view.dtype, "\(tensor.name)")
+            #expect(tensor.view.floats() == expected.view.floats(), "\(tensor.name)")
+        }
+    }
+
     @Test("malicious and malformed files are named errors, never executed", arguments: [
         ("evil-global.bin", "refusing pickle global 'os.system'"),
         ("bad-opcode.bin", "malformed pickle at byte 2: unsupported opcode 0xff"),
@@ -34,6 +45,7 @@ struct TorchCheckpointTests {
         ("non-contiguous.bin", "tensor 't': not contiguous"),
         ("int64.bin", "unsupported storage type 'torch.LongStorage'"),
         ("not-a-dict.bin", "not a state_dict: the pickle holds no dictionary at the top"),
+        ("zip64-bad-locator.bin", "ZIP64 end-of-central-directory record at byte 3252 lies outside the file"),
     ])
     func errors(file: String, fragment: String) throws {
         do {
