@@ -5,16 +5,20 @@ A pytorch_model.bin over 4 GiB (mamba2-2.7b's is 5.4 GB) is a ZIP64 archive: its
 directory entries carry their sizes and offsets in a ZIP64 extra field, and its end record
 points to a ZIP64 end record through a locator. This script rewrites the small valid.bin
 (made by torch.save in scripts/make_torch_fixtures.py) with Python's zipfile writing every ZIP64
-structure it has: the limit under which zipfile writes classic fields is set to 0, and the
+structure it has (the first entry's offset, 0, stays classic): the limit under which zipfile
+writes classic fields is set to 0, and the
 classic end record's fields are then set to their "see ZIP64" values (0xFFFF, 0xFFFFFFFF), as
 they are in an archive too large for them.
 
 Writes
   Tests/Fixtures/torch/zip64.bin              the same tensors as valid.bin, in a ZIP64 archive
   Tests/Fixtures/torch/zip64-bad-locator.bin  the same, its locator pointing past the file's end
+  Tests/Fixtures/torch/zip64-short-extra.bin  the same, the last entry's ZIP64 extra field
+                                              declared 8 bytes too short for its three values
 
 Usage (repository root): python3 scripts/make_zip64_fixtures.py
-Requires: Python 3 (standard library only). Two runs give byte-identical files.
+Requires: Python 3 (standard library only; 3.11.7 made the committed files). Two runs with one
+Python version give byte-identical files.
 """
 import os
 import struct
@@ -53,6 +57,14 @@ def main():
     struct.pack_into("<Q", bad, locator + 8, len(bad) + 1000)  # the ZIP64 end record's offset
     with open(os.path.join(TORCH, "zip64-bad-locator.bin"), "wb") as f:
         f.write(bad)
+    short = bytearray(data)
+    entry = short.rindex(b"PK\x01\x02")
+    name_length, extra_length = struct.unpack_from("<HH", short, entry + 28)
+    field = entry + 46 + name_length
+    assert struct.unpack_from("<HH", short, field) == (0x0001, 24) and extra_length >= 28
+    struct.pack_into("<H", short, field + 2, 16)
+    with open(os.path.join(TORCH, "zip64-short-extra.bin"), "wb") as f:
+        f.write(short)
     with zipfile.ZipFile(os.path.join(TORCH, "zip64.bin")) as z:
         assert z.testzip() is None
         print(len(z.infolist()), "entries")

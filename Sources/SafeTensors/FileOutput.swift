@@ -9,7 +9,7 @@ import Darwin
 #endif
 
 /// A file written front to back with POSIX `write`, under a temporary name of its own beside
-/// the destination, which `commit` flushes to disk and renames over the destination: readers
+/// the destination, which `commit` syncs and renames over the destination: readers
 /// never see half a file, a failed or abandoned write leaves no file behind, and of two
 /// writers to one destination the last to commit wins whole.
 ///
@@ -22,6 +22,8 @@ public final class FileOutput {
     private var temporaryPath = ""
     private var descriptor: Int32 = -1
     private var committed = false
+    /// A `write` threw: the file is incomplete and must not be committed.
+    private var failed = false
     /// Bytes written so far.
     public private(set) var offset = 0
 
@@ -32,13 +34,14 @@ public final class FileOutput {
         for _ in 0..<100 {
             let candidate = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).partial").path
             descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            let code = errno
             if descriptor >= 0 {
                 temporaryPath = candidate
                 return
             }
-            if errno != EEXIST { break }
+            if code != EEXIST { throw SafeTensorsError.cannotWrite(file: path, reason: String(cString: strerror(code))) }
         }
-        throw SafeTensorsError.cannotWrite(file: path, reason: String(cString: strerror(errno)))
+        throw SafeTensorsError.cannotWrite(file: path, reason: "no free temporary name beside it")
     }
 
     deinit {
@@ -58,6 +61,7 @@ public final class FileOutput {
             let code = errno
             if count < 0 && code == EINTR { continue }
             guard count > 0 else {
+                failed = true
                 let reason = count == 0 ? "no bytes written" : String(cString: strerror(code))
                 throw SafeTensorsError.cannotWrite(file: path, reason: "write failed at byte \(offset): \(reason)")
             }
@@ -71,10 +75,11 @@ public final class FileOutput {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
-    /// Flushes the file to disk, closes it and moves it to its destination, replacing any file
-    /// there. A failed commit removes the temporary file; the output cannot be committed again.
+    /// Syncs the file (`fsync`), closes it and moves it to its destination, replacing any file
+    /// there. A failed commit, or one after a failed write, removes the temporary file; the
+    /// output cannot be committed again.
     public func commit() throws {
-        guard !committed else { throw SafeTensorsError.cannotWrite(file: path, reason: "committed twice") }
+        guard !committed else { throw SafeTensorsError.cannotWrite(file: path, reason: "already committed (or its commit failed)") }
         committed = true
         let fd = descriptor
         descriptor = -1
@@ -82,7 +87,12 @@ public final class FileOutput {
             unlink(temporaryPath)
             return SafeTensorsError.cannotWrite(file: path, reason: "\(step) failed: \(String(cString: strerror(code)))")
         }
-        // EINVAL: a file that cannot be synced (a pipe, some special file systems), as Foundation allows.
+        guard !failed else {
+            close(fd)
+            unlink(temporaryPath)
+            throw SafeTensorsError.cannotWrite(file: path, reason: "not committed: an earlier write failed")
+        }
+        // EINVAL: a file system that cannot sync, as Foundation allows.
         if fsync(fd) != 0 && errno != EINVAL {
             let code = errno
             close(fd)

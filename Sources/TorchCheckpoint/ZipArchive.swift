@@ -97,9 +97,15 @@ final class ZipArchive: @unchecked Sendable {
                 let length = try u16(extra + 2)
                 if id == 0x0001 {
                     var field = extra + 4
-                    if uncompressed == 0xFFFF_FFFF { uncompressed = try u64(field); field += 8 }
-                    if compressed == 0xFFFF_FFFF { compressed = try u64(field); field += 8 }
-                    if local == 0xFFFF_FFFF { local = try u64(field); field += 8 }
+                    /// The next 64-bit value, within this extra field.
+                    func next() throws -> Int {
+                        guard field + 8 <= extra + 4 + length else { throw fail("ZIP64 extra field of '\(name)' is too short") }
+                        defer { field += 8 }
+                        return try u64(field)
+                    }
+                    if uncompressed == 0xFFFF_FFFF { uncompressed = try next() }
+                    if compressed == 0xFFFF_FFFF { compressed = try next() }
+                    if local == 0xFFFF_FFFF { local = try next() }
                 }
                 extra += 4 + length
             }

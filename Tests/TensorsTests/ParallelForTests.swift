@@ -123,7 +123,7 @@ struct ParallelForTests {
 }
 
 /// A value shared between threads behind a lock.
-private final class Locked<Value>: @unchecked Sendable {
+private final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: Value
 

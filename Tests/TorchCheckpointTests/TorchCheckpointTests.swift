@@ -46,6 +46,7 @@ struct TorchCheckpointTests {
         ("int64.bin", "unsupported storage type 'torch.LongStorage'"),
         ("not-a-dict.bin", "not a state_dict: the pickle holds no dictionary at the top"),
         ("zip64-bad-locator.bin", "ZIP64 end-of-central-directory record at byte 3252 lies outside the file"),
+        ("zip64-short-extra.bin", "ZIP64 extra field of 'valid/.data/serialization_id' is too short"),
     ])
     func errors(file: String, fragment: String) throws {
         do {
