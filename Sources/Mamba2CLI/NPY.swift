@@ -15,15 +15,9 @@ enum NPY {
         prefix.append(contentsOf: Array(header.utf8))
         let output = try FileOutput(url: url)
         try output.write(prefix)
-        // Little-endian in pieces of 1 M values, so the logits are never copied whole.
-        var piece: [UInt8] = []
-        for start in stride(from: 0, to: tensor.scalars.count, by: 1 << 20) {
-            piece.removeAll(keepingCapacity: true)
-            for value in tensor.scalars[start..<min(start + (1 << 20), tensor.scalars.count)] {
-                withUnsafeBytes(of: value.bitPattern.littleEndian) { piece.append(contentsOf: $0) }
-            }
-            try output.write(piece)
-        }
+        // The values' own bytes: little-endian, as the package's hosts are (the safetensors files
+        // it writes and maps hold host-order values too).
+        try tensor.scalars.withUnsafeBytes { try output.write($0) }
         try output.commit()
     }
 }
