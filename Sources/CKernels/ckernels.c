@@ -12,8 +12,13 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__clang__) || defined(__GNUC__))
 #define CK_X86 1
 #include <immintrin.h>
+// A harness may define these itself: scripts/check-avx512-kernels.sh runs the AVX-512 kernels on
+// machines without AVX-512, with SIMDe's emulated intrinsics and nothing compiled for AVX-512.
+#ifndef CK_AVX512
 #define CK_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,f16c")))
+#define CK_AVX512_VNNI __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512vnni,fma,f16c")))
 #define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
 #endif
 
 #define CK_INLINE static inline __attribute__((always_inline))
@@ -45,7 +50,7 @@ int ck_detected_isa(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-        value = 2;
+        value = __builtin_cpu_supports("avx512vnni") ? 3 : 2;
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
         value = 1;
     }
@@ -174,7 +179,7 @@ float ck_sum(const float *x, int64_t count, int32_t streams) {
         return sum;
     }
 #ifdef CK_X86
-    if (ck_isa() == 2) return sum_avx512(x, count);
+    if (ck_isa() >= 2) return sum_avx512(x, count);
     if (ck_isa() == 1) return sum_avx2(x, count);
 #endif
     float partial[8] = {0};
@@ -583,7 +588,7 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
         default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         }
     }
-    if (ck_isa() == 2) {
+    if (ck_isa() >= 2) {
         switch (dtype) {
         case CK_BF16: linear_bf16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
         case CK_F16: linear_f16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
@@ -850,35 +855,81 @@ CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k
     for (int u = 0; u < count; u++) sums[u] = hsum256(acc[u]);
 }
 
-static CK_AVX2 void gemv_q8_avx2(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+// AVX-512 VNNI: a run of four blocks is two 64-byte loads, each holding 16 values of every
+// block, so 32-bit lane i of the sums belongs to block i % 4 as in the AVX2 kernel (lanes i, i + 4,
+// i + 8, i + 12 alike). vpdpbusd multiplies |w| (unsigned) by x with w's sign (AVX-512 has no
+// vpsignb: x is negated under w's sign mask) and adds each four products into a lane: exact, at
+// most 8 · 128 · 127 a lane over a run, and one instruction where AVX2 needs three.
+CK_INLINE CK_AVX512_VNNI __m512i q8_dot64_vnni(__m512i acc, const int8_t *w, __m512i xq) {
+    const __m512i wq = _mm512_loadu_si512((const void *)w);
+    const __m512i signed_x = _mm512_mask_sub_epi8(xq, _mm512_movepi8_mask(wq), _mm512_setzero_si512(), xq);
+    return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(wq), signed_x);
+}
+
+// q8_rows_avx2 with 512-bit runs; the last blocks % 4 (in order) as there.
+CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
+                                           const int64_t *rows, int count, float *sums) {
     const int64_t blocks = k / CK_Q8_BLOCK;
-    for (int64_t r = 0; r < m; r++) {
-        const int8_t *xr = xq + r * k;
-        const float *sr = xs + r * blocks;
-        // Four weight rows at a time, one from each quarter of [j0, j1) as in gemv_f32_avx2: four
-        // independent FMA chains, the activation blocks loaded once for all four, and four long
-        // sequential streams per core.
-        const int64_t quarter = (j1 - j0) / 4;
-        for (int64_t i = 0; i < quarter; i++) {
-            int64_t rows[4];
-            float sums[4];
-            gemv_quarter_rows(j0, quarter, i, rows);
-            q8_rows_avx2(xr, sr, k, q, scales, rows, 4, sums);
-            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);
-        }
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++) {
-            float sum;
-            q8_rows_avx2(xr, sr, k, q, scales, &j, 1, &sum);
-            y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t b = 0;
+    for (; b + 4 <= blocks; b += 4) {
+        const __m512i x0 = _mm512_loadu_si512((const void *)(xr + b * CK_Q8_BLOCK));
+        const __m512i x1 = _mm512_loadu_si512((const void *)(xr + b * CK_Q8_BLOCK + 64));
+        // [s_b … s_b+3] four times: the four blocks' x scales in every 128-bit lane.
+        const __m512 xs = _mm512_broadcast_f32x4(_mm_loadu_ps(sr + b));
+        for (int u = 0; u < count; u++) {
+            const int8_t *w = q + rows[u] * k + b * CK_Q8_BLOCK;
+            const __m512i sum = q8_dot64_vnni(q8_dot64_vnni(_mm512_setzero_si512(), w, x0), w + 64, x1);
+            const __m512 scale = _mm512_mul_ps(_mm512_broadcast_f32x4(_mm_loadu_ps(scales + rows[u] * blocks + b)), xs);
+            acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[u]);
         }
     }
+    __m256 tail[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (; b < blocks; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
+        for (int u = 0; u < count; u++)
+            tail[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)),
+                                      _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), tail[u]);
+    }
+    for (int u = 0; u < count; u++) sums[u] = _mm512_reduce_add_ps(acc[u]) + hsum256(tail[u]);
 }
+
+// Decoding rows against int8 weights, four weight rows at a time, one from each quarter of
+// [j0, j1) as in gemv_f32_avx2: four independent FMA chains, the activation blocks loaded once
+// for all four, and four long sequential streams per core. ROWS: q8_rows_avx2 or q8_rows_vnni.
+#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS)                                                                         \
+    static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
+                            const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
+        const int64_t blocks = k / CK_Q8_BLOCK, quarter = (j1 - j0) / 4;                                                \
+        for (int64_t r = 0; r < m; r++) {                                                                               \
+            const int8_t *xr = xq + r * k;                                                                              \
+            const float *sr = xs + r * blocks;                                                                          \
+            for (int64_t i = 0; i < quarter; i++) {                                                                     \
+                int64_t rows[4];                                                                                        \
+                float sums[4];                                                                                          \
+                gemv_quarter_rows(j0, quarter, i, rows);                                                                \
+                ROWS(xr, sr, k, q, scales, rows, 4, sums);                                                              \
+                for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);            \
+            }                                                                                                           \
+            for (int64_t j = j0 + 4 * quarter; j < j1; j++) {                                                           \
+                float sum;                                                                                              \
+                ROWS(xr, sr, k, q, scales, &j, 1, &sum);                                                                \
+                y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                         \
+            }                                                                                                           \
+        }                                                                                                               \
+    }
+
+CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2)
+CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni)
 #endif
 
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
 #ifdef CK_X86
+    if (ck_isa() >= 3) {
+        gemv_q8_vnni(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
+        return;
+    }
     if (ck_isa() >= 1) {
         gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
         return;
@@ -993,7 +1044,7 @@ typedef void (*exp_row_fn)(float *, int64_t);
 
 static exp_row_fn exp_row(void) {
 #ifdef CK_X86
-    if (ck_isa() == 2) return exp_row_avx512;
+    if (ck_isa() >= 2) return exp_row_avx512;
     if (ck_isa() == 1) return exp_row_avx2;
 #endif
     return exp_row_generic;
@@ -1001,7 +1052,7 @@ static exp_row_fn exp_row(void) {
 
 void ck_silu(float *x, int64_t count) {
 #ifdef CK_X86
-    if (ck_isa() == 2) { silu_avx512(x, count); return; }
+    if (ck_isa() >= 2) { silu_avx512(x, count); return; }
     if (ck_isa() == 1) { silu_avx2(x, count); return; }
 #endif
     for (int64_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
@@ -1161,7 +1212,7 @@ void ck_ssd_chunked(const float *x, int64_t ldx, const float *dt, int64_t lddt, 
                     int64_t ldbc, int64_t l, int64_t p, int64_t n, int64_t q, float A, float D, float *state, float *y,
                     int64_t ldy, float *work) {
 #ifdef CK_X86
-    if (ck_isa() == 2) { ssd_avx512(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work); return; }
+    if (ck_isa() >= 2) { ssd_avx512(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work); return; }
     if (ck_isa() == 1) { ssd_avx2(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work); return; }
 #endif
     ssd_generic(x, ldx, dt, lddt, B, C, ldbc, l, p, n, q, A, D, state, y, ldy, work);
@@ -1337,7 +1388,7 @@ static CK_AVX2 void bf16_round_avx2(const float *src, int64_t count, uint16_t *d
 void ck_ssm_step(const float *x, float dt, float A, float D, const float *B, const float *C, int64_t p, int64_t n,
                  float *state, float *y) {
 #ifdef CK_X86
-    if (ck_isa() == 2) { ssm_step_avx512(x, dt, A, D, B, C, p, n, state, y); return; }
+    if (ck_isa() >= 2) { ssm_step_avx512(x, dt, A, D, B, C, p, n, state, y); return; }
     if (ck_isa() == 1) { ssm_step_avx2(x, dt, A, D, B, C, p, n, state, y); return; }
 #endif
     ssm_step_generic(x, dt, A, D, B, C, p, n, state, y);

@@ -14,14 +14,15 @@ extern "C" {
 
 enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2 };
 
-/// The instruction set the calling thread's kernels dispatch to: 2 = AVX-512, 1 = AVX2 + FMA,
-/// 0 = portable C. The CPU's best (ck_detected_isa), or the thread's cap if that is lower.
+/// The instruction set the calling thread's kernels dispatch to: 3 = AVX-512 with VNNI (the int8
+/// products' vpdpbusd), 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable C. The CPU's best
+/// (ck_detected_isa), or the thread's cap if that is lower.
 int ck_isa(void);
 
 /// The best instruction set this CPU runs, whatever the cap.
 int ck_detected_isa(void);
 
-/// The calling thread's cap on dispatch (0 portable, 1 AVX2, 2 AVX-512; -1 none), so tests can
+/// The calling thread's cap on dispatch (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 VNNI; -1 none), so tests can
 /// check every implementation the machine can run without touching other threads.
 int ck_thread_isa_cap(void);
 void ck_set_thread_isa_cap(int level);

@@ -6,9 +6,10 @@ import Foundation
 /// the C kernels of `CKernels`: AVX-512 where the CPU has it, portable C elsewhere. Pointer-level
 /// entry points let the model's fast path reuse its buffers.
 public enum Fast {
-    /// The kernels' implementations, by the instructions they use.
+    /// The kernels' implementations, by the instructions they use. `avx512VNNI` differs from
+    /// `avx512` in the int8 products only (vpdpbusd).
     public enum InstructionSet: Int32, CaseIterable, Sendable {
-        case portable, avx2, avx512
+        case portable, avx2, avx512, avx512VNNI
     }
 
     /// The instruction set the kernels dispatch to on this thread: the CPU's best, unless

@@ -1,0 +1,225 @@
+// Runs the AVX-512 kernels of Sources/CKernels on any x86-64 machine with AVX2, against the
+// portable C ones, through SIMDe's emulated AVX-512 intrinsics (Debian: libsimde-dev). This
+// project's development machine has no AVX-512, so its AVX-512 and VNNI kernels are otherwise
+// run only by the tests on machines that have them. scripts/check-avx512-kernels.sh builds and
+// runs it; it prints each check and exits 1 if any differs beyond its tolerance.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+
+#include <stdio.h>
+
+// The few intrinsics the kernels use that SIMDe 0.7.4 lacks, lane by lane.
+typedef union { __m512 v; float f[16]; } f32x16;
+typedef union { __m512i v; int32_t i[16]; } i32x16;
+typedef union { __m256i v; uint16_t u[16]; } u16x16;
+
+static inline __m512 shim_cvtepi32_ps(__m512i a) {
+    i32x16 in = {.v = a};
+    f32x16 out;
+    for (int i = 0; i < 16; i++) out.f[i] = (float)in.i[i];
+    return out.v;
+}
+
+static inline __m512i shim_cvtepu16_epi32(__m256i a) {
+    u16x16 in = {.v = a};
+    i32x16 out;
+    for (int i = 0; i < 16; i++) out.i[i] = in.u[i];
+    return out.v;
+}
+
+static inline __m512 shim_cvtph_ps(__m256i a) {
+    f32x16 out;
+    _mm256_storeu_ps(out.f, _mm256_cvtph_ps(_mm256_castsi256_si128(a)));
+    _mm256_storeu_ps(out.f + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(a, 1)));
+    return out.v;
+}
+
+// Pairwise, as the hardware reduction is compiled: halves, then quarters, …
+static inline float shim_reduce_add_ps(__m512 a) {
+    f32x16 v = {.v = a};
+    for (int width = 8; width >= 1; width /= 2)
+        for (int i = 0; i < width; i++) v.f[i] += v.f[i + width];
+    return v.f[0];
+}
+
+static inline __m512 shim_maskz_loadu_ps(__mmask16 mask, const float *p) {
+    f32x16 out;
+    for (int i = 0; i < 16; i++) out.f[i] = mask >> i & 1 ? p[i] : 0.0f;
+    return out.v;
+}
+
+static inline void shim_mask_storeu_ps(float *p, __mmask16 mask, __m512 a) {
+    f32x16 in = {.v = a};
+    for (int i = 0; i < 16; i++)
+        if (mask >> i & 1) p[i] = in.f[i];
+}
+
+#define _mm512_cvtepi32_ps shim_cvtepi32_ps
+#define _mm512_cvtepu16_epi32 shim_cvtepu16_epi32
+#define _mm512_cvtph_ps shim_cvtph_ps
+#define _mm512_reduce_add_ps shim_reduce_add_ps
+#define _mm512_maskz_loadu_ps shim_maskz_loadu_ps
+#define _mm512_mask_storeu_ps shim_mask_storeu_ps
+
+// Nothing compiled for AVX-512: the kernels' AVX-512 code is SIMDe's, in AVX2.
+#define CK_AVX512
+#define CK_AVX512_VNNI
+#define CK_AVX2
+#include "ckernels.c"
+
+static int failures = 0;
+static uint64_t seed = 0x9E3779B97F4A7C15u;
+
+// Uniform in [-1, 1).
+static float uniform(void) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return (float)(seed >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static float *randoms(int64_t count, float low, float high) {
+    float *v = malloc((size_t)count * sizeof(float));
+    for (int64_t i = 0; i < count; i++) v[i] = low + (uniform() + 1.0f) / 2.0f * (high - low);
+    return v;
+}
+
+// got against want: the largest difference within `tolerance` times want's largest magnitude.
+static void expect_close(const char *what, const float *got, const float *want, int64_t count, float tolerance) {
+    float largest = 0, difference = 0;
+    for (int64_t i = 0; i < count; i++) {
+        largest = fabsf(want[i]) > largest ? fabsf(want[i]) : largest;
+        const float d = fabsf(got[i] - want[i]);
+        difference = d > difference || d != d ? d : difference;
+    }
+    const int ok = difference <= tolerance * largest;
+    failures += !ok;
+    printf("%-4s %s: largest difference %.3g of %.3g\n", ok ? "ok" : "FAIL", what, difference, largest);
+}
+
+typedef struct {
+    int64_t m, k, j0, j1;
+    const int8_t *q;
+    const float *scales, *bias;
+    float *y;
+} q8_case;
+
+static void q8_product(void *context, const int8_t *xq, const float *xs) {
+    const q8_case *c = context;
+    ck_gemv_q8(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, c->j0, c->j1);
+}
+
+// Decoding rows against int8 weights: VNNI (level 3) against AVX2 and portable C; k covers runs of
+// four blocks with 0–3 blocks left over, and the columns a range with a 3-row tail.
+static void check_q8(void) {
+    const int64_t n = 23, j0 = 2, j1 = 21, ks[] = {32, 64, 96, 128, 160, 224, 4096, 4192};
+    for (int ki = 0; ki < (int)(sizeof ks / sizeof *ks); ki++)
+        for (int64_t m = 1; m <= 3; m += 2) {
+            const int64_t k = ks[ki];
+            int8_t *q = malloc((size_t)(n * k));
+            for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)(int)(uniform() * 128.0f);
+            q[3] = -128;
+            q[k + 5] = -128;
+            float *scales = randoms(n * k / 32, 0.001f, 0.02f), *bias = randoms(n, -1, 1), *x = randoms(m * k, -3, 3);
+            float *y[4];
+            for (int level = 0; level <= 3; level++) {
+                y[level] = calloc((size_t)(m * j1), sizeof(float));
+                q8_case c = {m, k, j0, j1, q, scales, bias, y[level]};
+                ck_set_thread_isa_cap(level);
+                ck_q8_with_quantized_rows(x, m, k, q8_product, &c);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "int8 product, VNNI against portable, %lld × %lld", (long long)m, (long long)k);
+            expect_close(what, y[3], y[0], m * j1, 1e-5f);
+            snprintf(what, sizeof what, "int8 product, VNNI against AVX2, %lld × %lld", (long long)m, (long long)k);
+            expect_close(what, y[3], y[1], m * j1, 1e-5f);
+            for (int level = 0; level <= 3; level++) free(y[level]);
+            free(q), free(scales), free(bias), free(x);
+        }
+}
+
+// The block products (prefill: more than CK_GEMV_BATCH rows) in each weight dtype.
+static void check_linear(void) {
+    const int64_t n = 23, ms[] = {17, 70}, ks[] = {37, 64, 200};
+    const char *names[] = {"fp32", "bf16", "fp16"};
+    for (int32_t dtype = CK_F32; dtype <= CK_F16; dtype++)
+        for (int mi = 0; mi < 2; mi++)
+            for (int ki = 0; ki < 3; ki++) {
+                const int64_t m = ms[mi], k = ks[ki];
+                float *x = randoms(m * k, -1, 1), *wf = randoms(n * k, -1, 1), *bias = randoms(n, -1, 1);
+                uint16_t *wh = malloc((size_t)(n * k) * sizeof(uint16_t));
+                for (int64_t i = 0; i < n * k; i++) {
+                    wh[i] = dtype == CK_BF16 ? f32_to_bf16(wf[i]) : (uint16_t)_cvtss_sh(wf[i], 0);
+                }
+                const void *w = dtype == CK_F32 ? (const void *)wf : (const void *)wh;
+                float *y[3];
+                for (int level = 0; level <= 2; level += 2) {
+                    y[level] = calloc((size_t)(m * n), sizeof(float));
+                    ck_set_thread_isa_cap(level);
+                    ck_linear(x, m, k, w, dtype, bias, y[level], n, 0, n);
+                }
+                char what[96];
+                snprintf(what, sizeof what, "%s product, %lld × %lld", names[dtype], (long long)m, (long long)k);
+                expect_close(what, y[2], y[0], m * n, 1e-5f);
+                free(y[0]), free(y[2]), free(x), free(wf), free(wh), free(bias);
+            }
+}
+
+// The sum (bandwidth probe), SiLU, the recurrent step and scan, and the chunked SSD (its exp).
+static void check_rest(void) {
+    const int64_t count = 1000 + 13;
+    float *v = randoms(count, -8, 8);
+    float sums[3];
+    for (int level = 0; level <= 2; level += 2) {
+        ck_set_thread_isa_cap(level);
+        sums[level] = ck_sum(v, count, 1);
+    }
+    expect_close("sum", &sums[2], &sums[0], 1, 1e-6f);
+    float *silu[3];
+    for (int level = 0; level <= 2; level += 2) {
+        silu[level] = malloc((size_t)count * sizeof(float));
+        memcpy(silu[level], v, (size_t)count * sizeof(float));
+        ck_set_thread_isa_cap(level);
+        ck_silu(silu[level], count);
+    }
+    expect_close("SiLU", silu[2], silu[0], count, 1e-6f);
+    free(silu[0]), free(silu[2]), free(v);
+
+    // One head: p 5, n 37 (a 16-lane remainder), 45 tokens (chunks of 16 and a partial one).
+    const int64_t p = 5, n = 37, l = 45, q = 16;
+    float *x = randoms(l * p, -1, 1), *dt = randoms(l, 0.01f, 0.3f), *B = randoms(l * n, -1, 1), *C = randoms(l * n, -1, 1);
+    const float A = -1.7f, D = 0.6f;
+    float *work = malloc((size_t)ck_ssd_workspace(q, p, n) * sizeof(float));
+    float *state[3], *y[3];
+    const char *names[] = {"recurrent step", "scan", "chunked SSD"};
+    for (int kind = 0; kind < 3; kind++) {
+        for (int level = 0; level <= 2; level += 2) {
+            state[level] = randoms(p * n, -1, 1);  // the same start at both levels: same seed below
+            y[level] = calloc((size_t)(l * p), sizeof(float));
+        }
+        memcpy(state[2], state[0], (size_t)(p * n) * sizeof(float));
+        for (int level = 0; level <= 2; level += 2) {
+            ck_set_thread_isa_cap(level);
+            if (kind == 0) ck_ssm_step(x, dt[0], A, D, B, C, p, n, state[level], y[level]);
+            if (kind == 1) ck_ssm_scan(x, p, dt, 1, B, C, n, l, A, D, p, n, state[level], y[level], p);
+            if (kind == 2) ck_ssd_chunked(x, p, dt, 1, B, C, n, l, p, n, q, A, D, state[level], y[level], p, work);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s, outputs", names[kind]);
+        expect_close(what, y[2], y[0], kind == 0 ? p : l * p, 1e-5f);
+        snprintf(what, sizeof what, "%s, state", names[kind]);
+        expect_close(what, state[2], state[0], p * n, 1e-5f);
+        for (int level = 0; level <= 2; level += 2) free(state[level]), free(y[level]);
+    }
+    free(x), free(dt), free(B), free(C), free(work);
+}
+
+int main(void) {
+    // This machine's own best instruction set is beside the point: SIMDe runs every level.
+    ck_detected_value = 3;
+    check_q8();
+    check_linear();
+    check_rest();
+    printf("%s\n", failures ? "AVX-512 kernels differ from the portable ones" : "all AVX-512 kernels agree");
+    return failures ? 1 : 0;
+}
