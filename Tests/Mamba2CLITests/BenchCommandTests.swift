@@ -11,6 +11,8 @@ struct BenchCommandTests {
         let decode_bytes_per_step: Int
         let decode_bandwidth_bound_tokens_per_second: Double
         let decode_fraction_of_bound: Double
+        let decode_weight_bytes_per_step: Int
+        let decode_fraction_of_weight_bound: Double
         let runs: Int
         let state_dtype: String
         let weights: String
@@ -26,8 +28,25 @@ struct BenchCommandTests {
         #expect(output.memory_read_bytes_per_second > 1e8 && output.decode_bytes_per_step > 0)
         #expect(output.decode_fraction_of_bound > 0)
         #expect(abs(output.decode_bandwidth_bound_tokens_per_second - output.memory_read_bytes_per_second / Double(output.decode_bytes_per_step)) < 1e-6 * output.decode_bandwidth_bound_tokens_per_second)
+        // The weight bytes alone: fewer bytes than a step moves, so a larger bound and a smaller
+        // fraction, in the ratio of the bytes (each run's rate against the same probe).
+        #expect(output.decode_weight_bytes_per_step > 0 && output.decode_weight_bytes_per_step < output.decode_bytes_per_step)
+        let scaled = output.decode_fraction_of_bound * Double(output.decode_weight_bytes_per_step) / Double(output.decode_bytes_per_step)
+        #expect(abs(output.decode_fraction_of_weight_bound - scaled) <= 1e-9 * scaled)
         // A tiny model: the process stays far below the probe's buffer.
         #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
+    }
+
+    @Test("--new-tokens 0 times the prompt only: the decode figures are null, not 0")
+    func noDecode() throws {
+        let model = fixtures.appendingPathComponent("g2-fp32").path
+        let result = try runMamba2(["bench", "--model", model, "--prompt-len", "4", "--new-tokens", "0", "--runs", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect((fields["prefill_tokens_per_second"] as? Double ?? 0) > 0)
+        for key in ["decode_tokens_per_second", "decode_fraction_of_bound", "decode_fraction_of_weight_bound"] {
+            #expect(fields[key] is NSNull, "\(key): \(String(describing: fields[key]))")
+        }
     }
 
     @Test("--state-dtype bfloat16: each step moves 2 bytes per SSM state value instead of 4")
