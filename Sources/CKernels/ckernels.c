@@ -1042,14 +1042,6 @@ static void exp_row_generic(float *v, int64_t count) {
 
 typedef void (*exp_row_fn)(float *, int64_t);
 
-static exp_row_fn exp_row(void) {
-#ifdef CK_X86
-    if (ck_isa() >= 2) return exp_row_avx512;
-    if (ck_isa() == 1) return exp_row_avx2;
-#endif
-    return exp_row_generic;
-}
-
 void ck_silu(float *x, int64_t count) {
 #ifdef CK_X86
     if (ck_isa() >= 2) { silu_avx512(x, count); return; }

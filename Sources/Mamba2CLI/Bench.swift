@@ -90,7 +90,7 @@ struct Bench: ParsableCommand {
         }
         // Decoding reads every matrix once per step (embedding rows aside) and reads and writes
         // the state (conv fp32, SSM as kept). The weight bytes are the matrices' alone: the
-        // norms, conv taps and per-head vectors it also reads are under 0.2% at 7B.
+        // norms, conv taps and per-head vectors it also reads are about 0.2% more at 7B.
         let weights = lm.backbone.weights
         var matrixBytes = weights.lmHead.storageBytes
         for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
