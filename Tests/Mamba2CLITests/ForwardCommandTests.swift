@@ -159,4 +159,24 @@ struct ConvertCommandTests {
         let bad = try runMamba2(["convert", "--model", fixtures.appendingPathComponent("g1-tied").path, "--output", output.path, "--dtype", "int4"])
         #expect(bad.status != 0 && bad.stderr.contains("--dtype must be float32, bfloat16, float16 or int8, got int4"))
     }
+
+    @Test("a write that fails (the file-size limit reached) is named, and leaves neither weights nor a temporary file")
+    func failedWrite() throws {
+        let output = temporaryFile("limited")
+        // The shell caps the files it may write at 16 blocks (8 KiB or 16 KiB; the weights are
+        // 29 KB) and ignores SIGXFSZ, so write(2) fails with EFBIG instead of a signal ending it.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -f 16; trap '' XFSZ; exec \"$0\" \"$@\"", mamba2Binary.path,
+                             "convert", "--model", fixtures.appendingPathComponent("g2-fp32").path, "--output", output.path]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(stderr.contains("\(output.appendingPathComponent("model.safetensors").path): cannot write: write failed at byte"), "\(stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: output.path)
+        #expect(!left.contains { $0.contains("safetensors") }, "\(left)")
+    }
 }
