@@ -76,7 +76,7 @@ public final class FileOutput {
     }
 
     /// Syncs the file (`fsync`), closes it and moves it to its destination, replacing any file
-    /// there. A failed commit, or one after a failed write, removes the temporary file; the
+    /// there, then syncs the directory. A failed commit, or one after a failed write, removes the temporary file; the
     /// output cannot be committed again.
     public func commit() throws {
         guard !committed else { throw SafeTensorsError.cannotWrite(file: path, reason: "already committed (or its commit failed)") }
@@ -100,6 +100,13 @@ public final class FileOutput {
         }
         if close(fd) != 0 { throw fail("close", errno) }
         if rename(temporaryPath, path) != 0 { throw fail("rename", errno) }
+        // The new name lasts a crash once its directory is synced too (as far as the file system
+        // can: the file is in place either way, so a directory that cannot be synced is no error).
+        let directory = open(URL(fileURLWithPath: path).deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            fsync(directory)
+            close(directory)
+        }
     }
 }
 
