@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Tokenizers", targets: ["Tokenizers"]),
+        .library(name: "TorchCheckpoint", targets: ["TorchCheckpoint"]),
         .library(name: "Generation", targets: ["Generation"]),
         .library(name: "DefaultModel", targets: ["DefaultModel"]),
         .executable(name: "mamba2", targets: ["Mamba2CLI"]),
