@@ -5,11 +5,15 @@ import PackageDescription
 
 let package = Package(
     name: "mamba2-fuzz",
+    platforms: [.macOS(.v14)],
     dependencies: [.package(name: "swift-mamba2", path: "../..")],
     targets: [
+        // LLVMFuzzerRunDriver's C declaration.
+        .target(name: "FuzzerDriver"),
         .executableTarget(
             name: "Fuzz",
             dependencies: [
+                "FuzzerDriver",
                 .product(name: "Mamba2", package: "swift-mamba2"),
                 .product(name: "SafeTensors", package: "swift-mamba2"),
                 .product(name: "Tensors", package: "swift-mamba2"),

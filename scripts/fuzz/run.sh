@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Fuzzes one parser of untrusted files with libFuzzer and AddressSanitizer (Linux):
 #   scripts/fuzz/run.sh safetensors|torch|config|tokenizer|sentencepiece [seconds] [libFuzzer flags…]
-# The corpus starts from the test fixtures and grows in .build-fuzz/corpus/TARGET; a crash,
-# hang or out-of-memory input is written to .build-fuzz/crash-TARGET-*, and the run fails.
+# The corpus starts from the test fixtures and grows in .build-fuzz/corpus/TARGET; a crash (a
+# Swift trap included), a hang or an out-of-memory input is kept as .build-fuzz/crash-TARGET-*,
+# and the run fails. Optimized, but with the standard library's debug checks (-assert-config
+# Debug): buffer pointers' subscripts stay bounds-checked.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-target="${1:?usage: run.sh safetensors|torch|config|tokenizer|sentencepiece [seconds] [libFuzzer flags]}"
+here="$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)"
+root="$(CDPATH= cd -- "$here/../.." && pwd)"
+usage="usage: run.sh safetensors|torch|config|tokenizer|sentencepiece [seconds] [libFuzzer flags]"
+target="${1:?$usage}"
 seconds="${2:-300}"
+case "$seconds" in '' | *[!0-9]*) echo "seconds must be a whole number, got $seconds; $usage" >&2; exit 2 ;; esac
 shift $(( $# > 1 ? 2 : 1 ))
 work="$root/.build-fuzz"
 mkdir -p "$work/corpus/$target"
@@ -15,16 +19,20 @@ fixtures="$root/Tests/Fixtures"
 case "$target" in
     safetensors) seeds=$(find "$fixtures" -name '*.safetensors' -size -200k); max=65536 ;;
     torch) seeds=$(find "$fixtures" -name '*.bin' -size -400k); max=131072 ;;
-    config) seeds=$(find "$fixtures" -name 'config.json' -o -name 'params.json'); max=4096 ;;
+    config) seeds=$(find "$fixtures" \( -name 'config.json' -o -name 'params.json' \)); max=4096 ;;
     tokenizer) seeds=$(find "$fixtures/tokenizers/components" -name '*.json'); max=80000 ;;
     sentencepiece) seeds=$(find "$fixtures/tokenizers" -name 'tokenizer.model*'); max=600000 ;;
-    *) echo "unknown target $target" >&2; exit 2 ;;
+    *) echo "unknown target $target; $usage" >&2; exit 2 ;;
 esac
 for seed in $seeds; do cp "$seed" "$work/corpus/$target/seed-$(printf '%s' "$seed" | cksum | cut -d' ' -f1)"; done
 # SwiftPM links with gold, which fails on the sanitized objects; lld (beside swift) does not.
-lld="$(dirname "$(command -v swift)")/ld.lld"
+lld="$(dirname "$(readlink -f "$(command -v swift)")")/ld.lld"
+[ -x "$lld" ] || { echo "no ld.lld beside swift ($lld)" >&2; exit 2; }
 printf '{"schemaVersion": "1.0", "linker": {"path": "%s"}}\n' "$lld" > "$work/toolset.json"
 swift build --package-path "$here" --scratch-path "$work/build" -c release \
-    -Xswiftc -sanitize=fuzzer,address --toolset "$work/toolset.json"
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -assert-config -Xswiftc Debug --toolset "$work/toolset.json"
+# libFuzzer's handlers keep the input of a Swift trap (SIGILL on x86-64; SIGTRAP on arm64, which
+# AddressSanitizer leaves alone unless told): Swift's own crash reporter stays out of the way.
+export SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigtrap=1"
 FUZZ_TARGET="$target" "$work/build/release/Fuzz" "$work/corpus/$target" -max_total_time="$seconds" \
     -max_len="$max" -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/crash-$target-" "$@"

@@ -1,6 +1,7 @@
-// One libFuzzer input through the parser FUZZ_TARGET names, as a user's file would reach it:
-// every failure must be a thrown error, never a crash, a hang or a runaway allocation.
+// One libFuzzer input through the parser FUZZ_TARGET names, as a user's file reaches it: every
+// failure must be a thrown error, never a crash, a hang or a runaway allocation.
 import Foundation
+import FuzzerDriver
 import Mamba2
 import SafeTensors
 import Tensors
@@ -13,18 +14,28 @@ guard targets.contains(target) else {
     FileHandle.standardError.write(Data("FUZZ_TARGET must be one of \(targets.joined(separator: ", ")), got \(target)\n".utf8))
     exit(2)
 }
-/// The file readers take a path: each input is written here first.
-let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mamba2-fuzz-\(getpid())").path
 
+/// The file readers take a path: each input is written to this fresh file (mkstemp) first.
+let scratch: String = {
+    var template = Array(FileManager.default.temporaryDirectory.appendingPathComponent("mamba2-fuzz-XXXXXX").path.utf8CString)
+    let descriptor = mkstemp(&template)
+    guard descriptor >= 0 else { fatalError("no temporary file for the fuzzer's inputs") }
+    close(descriptor)
+    return String(cString: template)
+}()
+atexit { unlink(scratch) }
+
+/// Writes the input to the scratch file; a failure stops the run, so no input is ever parsed
+/// as another's bytes.
 func writeScratch(_ bytes: UnsafeBufferPointer<UInt8>) {
-    let descriptor = open(scratch, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    let descriptor = open(scratch, O_WRONLY | O_TRUNC | O_NOFOLLOW)
     var done = 0
-    while done < bytes.count {
+    while descriptor >= 0, done < bytes.count {
         let written = write(descriptor, bytes.baseAddress! + done, bytes.count - done)
         if written <= 0 { break }
         done += written
     }
-    close(descriptor)
+    guard descriptor >= 0, done == bytes.count, close(descriptor) == 0 else { fatalError("cannot write the input to \(scratch)") }
 }
 
 let text = "Hello, world! def f(x):\n\treturn x ** 2  # ünïcödé 漢字 🙂 ▁"
@@ -47,18 +58,18 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         if let tokenizer = try? Tokenizer(bytes: Array(bytes)), let encoding = try? tokenizer.encode(text) {
             _ = try? tokenizer.decode(encoding.ids)
         }
-    default:  // sentencepiece: the protobuf, then the tokenizer made from it
-        if let model = try? SentencePieceModel(bytes: Array(bytes)), let tokenizer = try? Tokenizer(bytes: model.huggingFaceJSON()) {
-            _ = try? tokenizer.encode(text)
+    default:  // sentencepiece: the protobuf, then the tokenizer made from it, both forms
+        writeScratch(bytes)
+        for legacy in [false, true] {
+            if let tokenizer = try? Tokenizer(sentencePieceModel: URL(fileURLWithPath: scratch), legacy: legacy),
+               let encoding = try? tokenizer.encode(text) {
+                _ = try? tokenizer.decode(encoding.ids)
+            }
         }
     }
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func runDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-               _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
-
 var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(runDriver(&argc, &argv, { fuzzOne($0, $1) }))
+var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { fuzzOne($0, $1) })
