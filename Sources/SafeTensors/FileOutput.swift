@@ -76,8 +76,8 @@ public final class FileOutput {
     }
 
     /// Syncs the file (`fsync`), closes it and moves it to its destination, replacing any file
-    /// there, then syncs the directory. A failed commit, or one after a failed write, removes the temporary file; the
-    /// output cannot be committed again.
+    /// there, then syncs the directory. A failed commit, or one after a failed write, removes the
+    /// temporary file; the output cannot be committed again.
     public func commit() throws {
         guard !committed else { throw SafeTensorsError.cannotWrite(file: path, reason: "already committed (or its commit failed)") }
         committed = true

@@ -22,8 +22,9 @@ int ck_isa(void);
 /// The best instruction set this CPU runs, whatever the cap.
 int ck_detected_isa(void);
 
-/// The calling thread's cap on dispatch (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 VNNI; -1 none), so tests can
-/// check every implementation the machine can run without touching other threads.
+/// The calling thread's cap on dispatch (0 portable, 1 AVX2, 2 AVX-512, 3 AVX-512 VNNI; -1
+/// none), so tests can check every implementation the machine can run without touching other
+/// threads.
 int ck_thread_isa_cap(void);
 void ck_set_thread_isa_cap(int level);
 
