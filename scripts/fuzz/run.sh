@@ -4,7 +4,8 @@
 # The corpus starts from the test fixtures and grows in .build-fuzz/corpus/TARGET; a crash (a
 # Swift trap included), a hang or an out-of-memory input is kept as .build-fuzz/crash-TARGET-*,
 # and the run fails. Optimized, but with the standard library's debug checks (-assert-config
-# Debug): buffer pointers' subscripts stay bounds-checked.
+# Debug): buffer pointers' subscripts stay bounds-checked. make_sentencepiece_seeds.py adds two
+# small SentencePiece models to its corpus (with -max_len=8192 the fuzzer then runs fast).
 set -euo pipefail
 here="$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)"
 root="$(CDPATH= cd -- "$here/../.." && pwd)"
@@ -34,5 +35,6 @@ swift build --package-path "$here" --scratch-path "$work/build" -c release \
 # libFuzzer's handlers keep the input of a Swift trap (SIGILL on x86-64; SIGTRAP on arm64, which
 # AddressSanitizer leaves alone unless told): Swift's own crash reporter stays out of the way.
 export SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigtrap=1"
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/lsan.supp"
 FUZZ_TARGET="$target" "$work/build/release/Fuzz" "$work/corpus/$target" -max_total_time="$seconds" \
     -max_len="$max" -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/crash-$target-" "$@"
