@@ -829,6 +829,18 @@ CK_INLINE CK_AVX2 __m256i q8_four_blocks_avx2(const int8_t *w, const __m256i x[4
     return _mm256_add_epi32(low, high);
 }
 
+// The last blocks % 4 of a row (stored in order), from block b on, one at a time into acc[u].
+CK_INLINE CK_AVX2 void q8_leftover_blocks_avx2(const int8_t *xr, const float *sr, int64_t k, const int8_t *q,
+                                               const float *scales, const int64_t *rows, int count, int64_t b, __m256 *acc) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    for (; b < blocks; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
+        for (int u = 0; u < count; u++)
+            acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)),
+                                     _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), acc[u]);
+    }
+}
+
 // Σ over blocks of (w scale · x scale) · (block sum) for up to 4 weight rows at once (row
 // rows[u] of q [n, k] and of scales [n, blocks]), the activation blocks loaded once for all.
 CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
@@ -846,12 +858,7 @@ CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k
             acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_four_blocks_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)), scale, acc[u]);
         }
     }
-    for (; b < blocks; b++) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-        for (int u = 0; u < count; u++)
-            acc[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)),
-                                     _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), acc[u]);
-    }
+    q8_leftover_blocks_avx2(xr, sr, k, q, scales, rows, count, b, acc);
     for (int u = 0; u < count; u++) sums[u] = hsum256(acc[u]);
 }
 
@@ -866,7 +873,7 @@ CK_INLINE CK_AVX512_VNNI __m512i q8_dot64_vnni(__m512i acc, const int8_t *w, __m
     return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(wq), signed_x);
 }
 
-// q8_rows_avx2 with 512-bit runs; the last blocks % 4 (in order) as there.
+// q8_rows_avx2 with 512-bit runs; the last blocks % 4 (in order) on the same AVX2 path.
 CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
                                            const int64_t *rows, int count, float *sums) {
     const int64_t blocks = k / CK_Q8_BLOCK;
@@ -885,12 +892,7 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
         }
     }
     __m256 tail[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (; b < blocks; b++) {
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(xr + b * CK_Q8_BLOCK));
-        for (int u = 0; u < count; u++)
-            tail[u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_avx2(q + rows[u] * k + b * CK_Q8_BLOCK, x)),
-                                      _mm256_set1_ps(scales[rows[u] * blocks + b] * sr[b]), tail[u]);
-    }
+    q8_leftover_blocks_avx2(xr, sr, k, q, scales, rows, count, b, tail);
     for (int u = 0; u < count; u++) sums[u] = _mm512_reduce_add_ps(acc[u]) + hsum256(tail[u]);
 }
 
