@@ -6,9 +6,8 @@ directory entries carry their sizes and offsets in a ZIP64 extra field, and its 
 points to a ZIP64 end record through a locator. This script rewrites the small valid.bin
 (made by torch.save in scripts/make_torch_fixtures.py) with Python's zipfile writing every ZIP64
 structure it has (the first entry's offset, 0, stays classic): the limit under which zipfile
-writes classic fields is set to 0, and the
-classic end record's fields are then set to their "see ZIP64" values (0xFFFF, 0xFFFFFFFF), as
-they are in an archive too large for them.
+writes classic fields is set to 0, and the classic end record's fields are then set to their
+"see ZIP64" values (0xFFFF, 0xFFFFFFFF), as they are in an archive too large for them.
 
 Writes
   Tests/Fixtures/torch/zip64.bin              the same tensors as valid.bin, in a ZIP64 archive
