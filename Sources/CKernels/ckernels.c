@@ -1036,6 +1036,65 @@ static CK_AVX512 void silu_avx512(float *x, int64_t count) {
     }
     for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
+
+CK_INLINE CK_AVX2 __m256 silu256(__m256 v) {
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+}
+
+// One row of ck_rmsnorm: y · silu(z) (or x alone) and its sum of squares in one pass per
+// group, the scaling in a second, where the portable code makes four or five.
+static CK_AVX2 void rmsnorm_row_avx2(const float *x, const float *z, const float *w, float eps, int64_t d, int64_t group,
+                                     float *y) {
+    for (int64_t g0 = 0; g0 < d; g0 += group) {
+        const int64_t g1 = g0 + group;
+        __m256 squares = _mm256_setzero_ps();
+        int64_t i = g0;
+        for (; i + 8 <= g1; i += 8) {
+            __m256 v = _mm256_loadu_ps(x + i);
+            if (z) v = _mm256_mul_ps(silu256(_mm256_loadu_ps(z + i)), v);
+            _mm256_storeu_ps(y + i, v);
+            squares = _mm256_fmadd_ps(v, v, squares);
+        }
+        float sum = hsum256(squares);
+        for (; i < g1; i++) {
+            y[i] = z ? z[i] / (1.0f + expf(-z[i])) * x[i] : x[i];
+            sum += y[i] * y[i];
+        }
+        const float scale = 1.0f / sqrtf(sum / (float)group + eps);
+        const __m256 vscale = _mm256_set1_ps(scale);
+        for (i = g0; i + 8 <= g1; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(y + i), vscale), _mm256_loadu_ps(w + i)));
+        for (; i < g1; i++) y[i] = y[i] * scale * w[i];
+    }
+}
+
+// The decode conv (one token, taps w [k, c]): each channel's k − 1 stored inputs and x in one
+// pass that also shifts the state by one and applies SiLU, where the portable code makes a pass
+// per tap and per state row.
+static CK_AVX2 void conv_step_silu_avx2(const float *x, const float *w, const float *bias, int64_t k, float *state,
+                                        float *y, int64_t c0, int64_t c1, int64_t c) {
+    const int64_t keep = k - 1;
+    int64_t ch = c0;
+    for (; ch + 8 <= c1; ch += 8) {
+        __m256 acc = bias ? _mm256_loadu_ps(bias + ch) : _mm256_setzero_ps();
+        for (int64_t j = 0; j < k; j++) {
+            // Tap j reads state row j, the last one x; row j − 1 takes what tap j read.
+            const __m256 input = _mm256_loadu_ps(j < keep ? state + j * c + ch : x + ch);
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j * c + ch), input, acc);
+            if (j > 0) _mm256_storeu_ps(state + (j - 1) * c + ch, input);
+        }
+        _mm256_storeu_ps(y + ch, silu256(acc));
+    }
+    for (; ch < c1; ch++) {
+        float acc = bias ? bias[ch] : 0.0f;
+        for (int64_t j = 0; j < k; j++) {
+            const float input = j < keep ? state[j * c + ch] : x[ch];
+            acc += w[j * c + ch] * input;
+            if (j > 0) state[(j - 1) * c + ch] = input;
+        }
+        y[ch] = acc / (1.0f + expf(-acc));
+    }
+}
 #endif
 
 static void exp_row_generic(float *v, int64_t count) {
@@ -1056,6 +1115,12 @@ void ck_silu(float *x, int64_t count) {
 
 void ck_rmsnorm(const float *x, const float *z, const float *w, float eps, int64_t rows, int64_t d, int64_t group,
                 float *y) {
+#ifdef CK_X86
+    if (ck_isa() >= 1) {
+        for (int64_t r = 0; r < rows; r++) rmsnorm_row_avx2(x + r * d, z ? z + r * d : NULL, w, eps, d, group, y + r * d);
+        return;
+    }
+#endif
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * d;
         float *yr = y + r * d;
@@ -1106,6 +1171,12 @@ CK_INLINE void conv_silu_impl(const float *x, int64_t l, int64_t ldx, const floa
 
 void ck_conv_silu(const float *x, int64_t l, int64_t ldx, const float *w, const float *bias, int64_t k, int64_t c,
                   float *state, float *y, int64_t ldy, int64_t c0, int64_t c1) {
+#ifdef CK_X86
+    if (l == 1 && ck_isa() >= 1) {
+        conv_step_silu_avx2(x, w, bias, k, state, y, c0, c1, c);
+        return;
+    }
+#endif
     conv_silu_impl(x, l, ldx, w, bias, k, state, y, ldy, c0, c1, c);
     for (int64_t t = 0; t < l; t++) ck_silu(y + t * ldy + c0, c1 - c0);
 }

@@ -29,6 +29,9 @@ struct FastKernelTests {
         linear(m: 7, k: 40, n: 33)
         norms(rows: 5, d: 36, group: 12)
         conv(b: 2, l: 9, c: 70, k: 4)
+        // Decoding's conv: one token, state shift and SiLU in one pass, a tail of channels.
+        conv(b: 2, l: 1, c: 70, k: 4)
+        conv(b: 1, l: 1, c: 21, k: 2)
         silu()
         scan(chunkSize: 4)
     }
@@ -52,7 +55,7 @@ struct FastKernelTests {
         }
     }
 
-    @Test("RMSNorm and gated RMSNorm", arguments: [(1, 7, 7), (5, 36, 12), (3, 64, 16), (2, 33, 33)])
+    @Test("RMSNorm and gated RMSNorm", arguments: [(1, 7, 7), (5, 36, 12), (3, 64, 16), (2, 33, 33), (2, 1024, 128)])
     func norms(rows: Int, d: Int, group: Int) {
         var generator = SeededGenerator(seed: UInt64(rows * 100 + d))
         let x = randomTensor([rows, d], in: -3...3, using: &generator)
@@ -66,7 +69,7 @@ struct FastKernelTests {
         #expect(gated.max <= 1e-5, "gated: \(gated.max)")
     }
 
-    @Test("causal conv with SiLU, continuing from a state", arguments: [(1, 1, 3, 4), (2, 9, 70, 4), (1, 2, 5, 3), (2, 17, 130, 2)])
+    @Test("causal conv with SiLU, continuing from a state", arguments: [(1, 1, 3, 4), (2, 1, 70, 4), (2, 9, 70, 4), (1, 2, 5, 3), (2, 17, 130, 2)])
     func conv(b: Int, l: Int, c: Int, k: Int) {
         var generator = SeededGenerator(seed: UInt64(b * 1000 + l * 10 + c))
         let x = randomTensor([b, l, c], using: &generator)
