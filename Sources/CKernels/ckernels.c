@@ -898,27 +898,28 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 
 // Decoding rows against int8 weights, four weight rows at a time, one from each quarter of
 // [j0, j1) as in gemv_f32_avx2: four independent FMA chains, the activation blocks loaded once
-// for all four, and four long sequential streams per core. ROWS: q8_rows_avx2 or q8_rows_vnni.
+// for all four, and four long sequential streams per core. Every input row takes its turn at
+// the same four weight rows before the next four, so a batch reads the weights from memory once
+// (the other rows find them in L1/L2). ROWS: q8_rows_avx2 or q8_rows_vnni.
 #define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS)                                                                         \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
                             const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
         const int64_t blocks = k / CK_Q8_BLOCK, quarter = (j1 - j0) / 4;                                                \
-        for (int64_t r = 0; r < m; r++) {                                                                               \
-            const int8_t *xr = xq + r * k;                                                                              \
-            const float *sr = xs + r * blocks;                                                                          \
-            for (int64_t i = 0; i < quarter; i++) {                                                                     \
-                int64_t rows[4];                                                                                        \
+        for (int64_t i = 0; i < quarter; i++) {                                                                         \
+            int64_t rows[4];                                                                                            \
+            gemv_quarter_rows(j0, quarter, i, rows);                                                                    \
+            for (int64_t r = 0; r < m; r++) {                                                                           \
                 float sums[4];                                                                                          \
-                gemv_quarter_rows(j0, quarter, i, rows);                                                                \
-                ROWS(xr, sr, k, q, scales, rows, 4, sums);                                                              \
+                ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                                         \
                 for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);            \
             }                                                                                                           \
-            for (int64_t j = j0 + 4 * quarter; j < j1; j++) {                                                           \
+        }                                                                                                               \
+        for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                                 \
+            for (int64_t r = 0; r < m; r++) {                                                                           \
                 float sum;                                                                                              \
-                ROWS(xr, sr, k, q, scales, &j, 1, &sum);                                                                \
+                ROWS(xq + r * k, xs + r * blocks, k, q, scales, &j, 1, &sum);                                           \
                 y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                         \
             }                                                                                                           \
-        }                                                                                                               \
     }
 
 CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2)

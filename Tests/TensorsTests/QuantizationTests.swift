@@ -110,11 +110,12 @@ struct QuantizedProductTests {
 @Suite("int8 products against the reference, every path")
 struct QuantizedPathTests {
     /// A matrix quantized by us, then given a stored −128 (which our quantizer never writes but
-    /// an int8 file may hold) and tiny, NaN-free activation blocks. Decoding rows cover 2, 3, 5,
-    /// 7 and 344 blocks (the kernel takes four at a time, then one by one) and rows too wide for
-    /// the quantized activations' stack buffer (32800).
+    /// an int8 file may hold) and tiny, NaN-free activation blocks. Decoding rows (1 to 16 of
+    /// them; more take the prefill kernels) cover 2, 3, 5, 7 and 344 blocks (the kernel takes
+    /// four at a time, then one by one) and rows too wide for the quantized activations' stack
+    /// buffer (32800).
     @Test("decode and prefill rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
-          arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (1, 160), (2, 224), (3, 11008), (1, 32800)])
+          arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (16, 96), (17, 64), (40, 160), (1, 160), (2, 224), (3, 11008), (1, 32800)])
     func paths(rows: Int, k: Int) throws {
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
         var x = randomTensor([rows, k], in: -3...3, using: &generator)

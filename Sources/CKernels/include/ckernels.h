@@ -48,7 +48,8 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32; q's rows (and xq's)
-/// are in the stored order above. For decoding (a few rows): the blocks are summed in integers,
+/// are in the stored order above. For decoding and short prompts (up to 16 rows; each weight row is
+/// read once for all of them): the blocks are summed in integers,
 /// from activations quantized once per product by `ck_q8_with_quantized_rows` (xq: [m, k],
 /// xs: [m, k / 32]).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
