@@ -613,7 +613,7 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 // MARK: - int8 weights
 
-enum { CK_Q8_BLOCK = 32, CK_Q8_PANEL = 8 };
+enum { CK_Q8_BLOCK = 32 };
 
 // One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored;
 // below the smallest normal float it counts as 0), q = round-half-even(x · (1 / scale)) clamped
@@ -669,15 +669,6 @@ static float q8_quantize(const float *x, int8_t *q) {
     if (ck_isa() >= 1) return q8_quantize_block_avx2(x, q);
 #endif
     return q8_quantize_block(x, q);
-}
-
-void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded) {
-    int8_t block[CK_Q8_BLOCK];
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t b = 0; b < k / CK_Q8_BLOCK; b++) {
-            const float scale = q8_quantize(x + r * k + b * CK_Q8_BLOCK, block);
-            for (int i = 0; i < CK_Q8_BLOCK; i++) rounded[r * k + b * CK_Q8_BLOCK + i] = (float)block[i] * scale;
-        }
 }
 
 int64_t ck_q8_offset(int64_t c, int64_t k) {
@@ -737,59 +728,6 @@ int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8
         free(xs);
     }
     return 1;
-}
-
-// Rows [j, j + rows) of a quantized matrix widened into dst ([rows, k], values in order).
-static void q8_widen_rows_generic(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
-    for (int64_t r = 0; r < rows; r++) {
-        const int8_t *qr = q + (j + r) * k;
-        const float *sr = scales + (j + r) * (k / CK_Q8_BLOCK);
-        for (int64_t c = 0; c < k; c++) dst[r * k + c] = (float)qr[ck_q8_offset(c, k)] * sr[c / CK_Q8_BLOCK];
-    }
-}
-
-#ifdef CK_X86
-// Values 8v … 8v + 7 of the four blocks of a run, from its 32 bytes at 32v (block b's first four
-// in bytes 4b…, its last four in 16 + 4b…), widened and scaled.
-static CK_AVX2 void q8_widen_run_avx2(const int8_t *run, const float *scales, float *dst) {
-    for (int v = 0; v < 4; v++) {
-        const __m128i low = _mm_loadu_si128((const __m128i *)(run + 32 * v));
-        const __m128i high = _mm_loadu_si128((const __m128i *)(run + 32 * v + 16));
-        // [b0 | b1] and [b2 | b3], 8 values each.
-        const __m128i pairs[2] = {_mm_unpacklo_epi32(low, high), _mm_unpackhi_epi32(low, high)};
-        for (int b = 0; b < 4; b++) {
-            const __m128i values = b % 2 ? _mm_unpackhi_epi64(pairs[b / 2], pairs[b / 2]) : pairs[b / 2];
-            _mm256_storeu_ps(dst + b * CK_Q8_BLOCK + 8 * v,
-                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(values)), _mm256_set1_ps(scales[b])));
-        }
-    }
-}
-
-static CK_AVX2 void q8_widen_rows_avx2(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
-    const int64_t blocks = k / CK_Q8_BLOCK;
-    for (int64_t r = 0; r < rows; r++) {
-        const int8_t *qr = q + (j + r) * k;
-        const float *sr = scales + (j + r) * blocks;
-        int64_t b = 0;
-        for (; b + 4 <= blocks; b += 4) q8_widen_run_avx2(qr + b * CK_Q8_BLOCK, sr + b, dst + r * k + b * CK_Q8_BLOCK);
-        for (; b < blocks; b++) {
-            const __m256 scale = _mm256_set1_ps(sr[b]);
-            for (int i = 0; i < CK_Q8_BLOCK; i += 8)
-                _mm256_storeu_ps(dst + r * k + b * CK_Q8_BLOCK + i,
-                                 _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qr + b * CK_Q8_BLOCK + i)))), scale));
-        }
-    }
-}
-#endif
-
-static void q8_widen_rows(const int8_t *q, const float *scales, int64_t k, int64_t j, int64_t rows, float *dst) {
-#ifdef CK_X86
-    if (ck_isa() >= 1) {
-        q8_widen_rows_avx2(q, scales, k, j, rows, dst);
-        return;
-    }
-#endif
-    q8_widen_rows_generic(q, scales, k, j, rows, dst);
 }
 
 // Σ_b scale_w[b] · scale_x[b] · Σ_i q_w[i] · q_x[i] for one weight row (exact integer block
@@ -896,30 +834,34 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
     for (int u = 0; u < count; u++) sums[u] = _mm512_reduce_add_ps(acc[u]) + hsum256(tail[u]);
 }
 
-// Decoding rows against int8 weights, four weight rows at a time, one from each quarter of
-// [j0, j1) as in gemv_f32_avx2: four independent FMA chains, the activation blocks loaded once
-// for all four, and four long sequential streams per core. Every input row takes its turn at
-// the same four weight rows before the next four, so a batch reads the weights from memory once
-// (the other rows find them in L1/L2). ROWS: q8_rows_avx2 or q8_rows_vnni.
+// Rows of activations against int8 weights, four weight rows at a time, one from each quarter
+// of [j0, j1) as in gemv_f32_avx2: four independent FMA chains, the activation blocks loaded once
+// for all four, and four long sequential streams per core. Up to CK_GEMV_BATCH input rows take
+// their turn at the same four weight rows before the next four, so that many rows read the
+// weights from memory once (the others find them in L1/L2) while their own activations stay in
+// cache; more rows go through in runs of that many. ROWS: q8_rows_avx2 or q8_rows_vnni.
 #define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS)                                                                         \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
                             const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
         const int64_t blocks = k / CK_Q8_BLOCK, quarter = (j1 - j0) / 4;                                                \
-        for (int64_t i = 0; i < quarter; i++) {                                                                         \
-            int64_t rows[4];                                                                                            \
-            gemv_quarter_rows(j0, quarter, i, rows);                                                                    \
-            for (int64_t r = 0; r < m; r++) {                                                                           \
-                float sums[4];                                                                                          \
-                ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                                         \
-                for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);            \
+        for (int64_t r0 = 0; r0 < m; r0 += CK_GEMV_BATCH) {                                                             \
+            const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                                         \
+            for (int64_t i = 0; i < quarter; i++) {                                                                     \
+                int64_t rows[4];                                                                                        \
+                gemv_quarter_rows(j0, quarter, i, rows);                                                                \
+                for (int64_t r = r0; r < r1; r++) {                                                                     \
+                    float sums[4];                                                                                      \
+                    ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                                     \
+                    for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);        \
+                }                                                                                                       \
             }                                                                                                           \
+            for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                             \
+                for (int64_t r = r0; r < r1; r++) {                                                                     \
+                    float sum;                                                                                          \
+                    ROWS(xq + r * k, xs + r * blocks, k, q, scales, &j, 1, &sum);                                       \
+                    y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                     \
+                }                                                                                                       \
         }                                                                                                               \
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                                 \
-            for (int64_t r = 0; r < m; r++) {                                                                           \
-                float sum;                                                                                              \
-                ROWS(xq + r * k, xs + r * blocks, k, q, scales, &j, 1, &sum);                                           \
-                y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                         \
-            }                                                                                                           \
     }
 
 CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2)
@@ -942,27 +884,6 @@ void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const i
     for (int64_t r = 0; r < m; r++)
         for (int64_t j = j0; j < j1; j++)
             y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
-}
-
-void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    float *panel = (float *)malloc((size_t)(CK_Q8_PANEL * k) * sizeof(float));
-    for (int64_t j = j0; j < j1; j += CK_Q8_PANEL) {
-        const int64_t rows = j1 - j < CK_Q8_PANEL ? j1 - j : CK_Q8_PANEL;
-        if (!panel) {
-            // No memory for the panel: the same products, one weight at a time.
-            for (int64_t r = 0; r < m; r++)
-                for (int64_t t = j; t < j + rows; t++) {
-                    float sum = 0.0f;
-                    for (int64_t c = 0; c < k; c++) sum += rounded[r * k + c] * ((float)q[t * k + ck_q8_offset(c, k)] * scales[(t * k + c) / CK_Q8_BLOCK]);
-                    y[r * ldy + t] = sum + (bias ? bias[t] : 0.0f);
-                }
-            continue;
-        }
-        q8_widen_rows(q, scales, k, j, rows, panel);
-        gemm_nt(rounded, k, m, k, panel, k, CK_F32, bias ? bias + j : NULL, y + j, ldy, 0, rows);
-    }
-    free(panel);
 }
 
 // MARK: - exp, SiLU

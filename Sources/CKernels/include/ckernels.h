@@ -48,10 +48,9 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// The same product for block-quantized int8 weights, w[j, c] = q[j, c] · scales[j, c / 32], with
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32; q's rows (and xq's)
-/// are in the stored order above. For decoding and short prompts (up to 16 rows; each weight row is
-/// read once for all of them): the blocks are summed in integers,
-/// from activations quantized once per product by `ck_q8_with_quantized_rows` (xq: [m, k],
-/// xs: [m, k / 32]).
+/// are in the stored order above. The blocks are summed in integers, from activations quantized
+/// once per product by `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]), 16 input rows
+/// at a time against each weight row, so 16 rows read the weights from memory once.
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
@@ -62,15 +61,6 @@ typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
 /// this thread's stack (the heap beyond 32 KB). Returns 0, not calling body, when the heap
 /// buffer cannot be had.
 int32_t ck_q8_with_quantized_rows(const float *x, int64_t rows, int64_t k, ck_q8_body body, void *context);
-
-/// Rows of activations rounded to their int8 block values (q · scale, in fp32), once per
-/// product, for `ck_gemm_q8`. x and rounded: [rows, k].
-void ck_q8_round_rows(const float *x, int64_t rows, int64_t k, float *rounded);
-
-/// The same products for prefill, from activations `ck_q8_round_rows` rounded: in fp32, with the
-/// weights widened eight rows at a time into a panel.
-void ck_gemm_q8(const float *rounded, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
 /// Atomically adds 1 to *counter and returns its previous value (work sharing between threads).
 int64_t ck_fetch_increment(int64_t *counter);

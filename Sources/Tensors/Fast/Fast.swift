@@ -66,7 +66,7 @@ public enum Fast {
         case .float32: Int32(CK_F32)
         case .bfloat16: Int32(CK_BF16)
         case .float16: Int32(CK_F16)
-        case .int8: preconditionFailure("int8 weights go through ck_gemv_q8 and ck_gemm_q8")
+        case .int8: preconditionFailure("int8 weights go through ck_gemv_q8")
         }
     }
 
@@ -123,28 +123,13 @@ public enum Fast {
                 preconditionFailure("int8 weight \(weight.shape) without block scales")
             }
             let q = base.assumingMemoryBound(to: Int8.self)
-            guard m > 16 else {
-                // Decoding (a batch of up to 16 rows, as the float kernels' batched decode) and
-                // short prompts: the activations quantized once (on the C side's stack up to 32 KB),
-                // then shared by every slice; each weight row read from memory once for all rows,
-                // in integer dot products, which beat widening the weights for the block kernels
-                // at these sizes (130m int8: batch-4 decode 1.7–2.0×, 8-token prefill 1.5×).
-                var product = QuantizedDecode(m: m, n: n, k: k, q: q, scales: scales, bias: bias, y: y, ldy: ldy, threads: threads)
-                let done = withUnsafeMutablePointer(to: &product) { ck_q8_with_quantized_rows(x, Int64(m), Int64(k), runQuantizedDecode, $0) }
-                precondition(done != 0, "out of memory for \(m) × \(k) quantized activations")
-                return
-            }
-            // Longer prefill: the activations are rounded once, then shared by every slice.
-            // `[m, k]` activations at their int8 block values.
-            let rounded = UnsafeMutablePointer<Float>.allocate(capacity: m * k)
-            defer { rounded.deallocate() }
-            let shared = UncheckedSendable(rounded)
-            parallelFor(m, threads: threads) { rows in
-                ck_q8_round_rows(x + rows.lowerBound * k, Int64(rows.count), Int64(k), shared.value + rows.lowerBound * k)
-            }
-            parallelFor(blocks, threads: threads) { range in
-                ck_gemm_q8(shared.value, Int64(m), Int64(k), q, scales, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
-            }
+            // The activations quantized once (on the C side's stack up to 32 KB), then shared by
+            // every slice: integer dot products, 16 input rows at a time against each weight row,
+            // which beat widening the weights for the fp32 block kernels at every size measured
+            // (130m int8: batch-4 decode 1.7–2.0×, 512-token prefill 1.2×; 7B 64-token prefill 1.5×).
+            var product = QuantizedProduct(m: m, n: n, k: k, q: q, scales: scales, bias: bias, y: y, ldy: ldy, threads: threads)
+            let done = withUnsafeMutablePointer(to: &product) { ck_q8_with_quantized_rows(x, Int64(m), Int64(k), runQuantizedProduct, $0) }
+            precondition(done != 0, "out of memory for \(m) × \(k) quantized activations")
             return
         }
         let dtype = code(weight.dtype)
@@ -377,16 +362,16 @@ private struct SliceJob {
     }
 }
 
-/// One decoding product with int8 weights, for `ck_q8_with_quantized_rows`' callback.
-private struct QuantizedDecode {
+/// One product with int8 weights, for `ck_q8_with_quantized_rows`' callback.
+private struct QuantizedProduct {
     let m: Int, n: Int, k: Int
     let q: UnsafePointer<Int8>, scales: UnsafePointer<Float>, bias: UnsafePointer<Float>?
     let y: UnsafeMutablePointer<Float>, ldy: Int
     let threads: Int
 }
 
-private let runQuantizedDecode: ck_q8_body = { context, xq, xs in
-    let p = context!.assumingMemoryBound(to: QuantizedDecode.self).pointee
+private let runQuantizedProduct: ck_q8_body = { context, xq, xs in
+    let p = context!.assumingMemoryBound(to: QuantizedProduct.self).pointee
     // Split by blocks of 4 output columns, as the other products are.
     Fast.parallelFor((p.n + 3) / 4, threads: p.threads) { range in
         ck_gemv_q8(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy),
