@@ -112,9 +112,10 @@ static void q8_product(void *context, const int8_t *xq, const float *xs) {
 }
 
 // Rows against int8 weights: VNNI (level 3) against AVX2 and portable C; 1, 3 and 19 input rows
-// (one run of 16 and a run of 3), k covers runs of four blocks with 0–3 blocks left over, and the
-// columns [2, 21) four quarters of 4 rows and a 3-row tail. Stored −128 weights (which our quantizer never writes but a file may hold) sit in
-// a quarter's row, in the tail's last row and in a last leftover block.
+// (19: a run of 16 and a run of 3), k covers runs of four blocks with 0–3 blocks left over, and
+// the columns [2, 21) four quarters of 4 rows and a 3-row tail. Stored −128 weights (which our
+// quantizer never writes but a file may hold) sit in a quarter's row, in the tail's last row and
+// in a last leftover block.
 static void check_q8(void) {
     const int64_t n = 23, j0 = 2, j1 = 21, ks[] = {32, 64, 96, 128, 160, 224, 4096, 4192}, ms[] = {1, 3, 19};
     for (int ki = 0; ki < (int)(sizeof ks / sizeof *ks); ki++)

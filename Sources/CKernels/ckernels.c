@@ -939,13 +939,13 @@ static CK_AVX2 void exp_row_avx2(float *v, int64_t count) {
     for (; i < count; i++) v[i] = expf(v[i]);
 }
 
+CK_INLINE CK_AVX2 __m256 silu256(__m256 v) {
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+}
+
 static CK_AVX2 void silu_avx2(float *x, int64_t count) {
-    const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), v)))));
-    }
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, silu256(_mm256_loadu_ps(x + i)));
     for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
 
@@ -957,10 +957,6 @@ static CK_AVX512 void silu_avx512(float *x, int64_t count) {
         _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), v)))));
     }
     for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
-}
-
-CK_INLINE CK_AVX2 __m256 silu256(__m256 v) {
-    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
 }
 
 // One row of ck_rmsnorm: y · silu(z) (or x alone) and its sum of squares in one pass per
@@ -1048,9 +1044,7 @@ void ck_rmsnorm(const float *x, const float *z, const float *w, float eps, int64
         float *yr = y + r * d;
         if (z) {
             const float *zr = z + r * d;
-            for (int64_t i = 0; i < d; i++) yr[i] = zr[i];
-            ck_silu(yr, d);
-            for (int64_t i = 0; i < d; i++) yr[i] *= xr[i];
+            for (int64_t i = 0; i < d; i++) yr[i] = zr[i] / (1.0f + expf(-zr[i])) * xr[i];
         } else if (yr != xr) {
             memcpy(yr, xr, (size_t)d * sizeof(float));
         }

@@ -69,7 +69,7 @@ struct FastKernelTests {
         #expect(gated.max <= 1e-5, "gated: \(gated.max)")
     }
 
-    @Test("causal conv with SiLU, continuing from a state", arguments: [(1, 1, 3, 4), (2, 1, 70, 4), (2, 9, 70, 4), (1, 2, 5, 3), (2, 17, 130, 2)])
+    @Test("causal conv with SiLU, continuing from a state", arguments: [(1, 1, 3, 4), (2, 1, 70, 4), (1, 1, 150, 4), (2, 9, 70, 4), (1, 2, 5, 3), (2, 17, 130, 2)])
     func conv(b: Int, l: Int, c: Int, k: Int) {
         var generator = SeededGenerator(seed: UInt64(b * 1000 + l * 10 + c))
         let x = randomTensor([b, l, c], using: &generator)

@@ -110,11 +110,11 @@ struct QuantizedProductTests {
 @Suite("int8 products against the reference, every path")
 struct QuantizedPathTests {
     /// A matrix quantized by us, then given a stored −128 (which our quantizer never writes but
-    /// an int8 file may hold) and tiny, NaN-free activation blocks. Decoding rows (1 to 16 of
-    /// them; more take the prefill kernels) cover 2, 3, 5, 7 and 344 blocks (the kernel takes
-    /// four at a time, then one by one) and rows too wide for the quantized activations' stack
-    /// buffer (32800).
-    @Test("decode and prefill rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
+    /// an int8 file may hold) and tiny, NaN-free activation blocks. 1 to 16 input rows take one
+    /// run, more take runs of 16 (17: a run and one row; 40: two runs and eight). Rows cover 2, 3,
+    /// 5, 7 and 344 blocks (the kernel takes four at a time, then one by one) and rows too wide
+    /// for the quantized activations' stack buffer (32800).
+    @Test("one to forty rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
           arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (16, 96), (17, 64), (40, 160), (1, 160), (2, 224), (3, 11008), (1, 32800)])
     func paths(rows: Int, k: Int) throws {
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))

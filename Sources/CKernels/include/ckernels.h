@@ -49,8 +49,9 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// the activations quantized the same way (W8A8, llama.cpp's Q8_0 × Q8_0): every block of 32
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32; q's rows (and xq's)
 /// are in the stored order above. The blocks are summed in integers, from activations quantized
-/// once per product by `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]), 16 input rows
-/// at a time against each weight row, so 16 rows read the weights from memory once.
+/// once per product by `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]); the AVX2 and
+/// VNNI kernels take 16 input rows at a time against each weight row, so 16 rows read the
+/// weights from memory once (the portable one takes the rows one after another).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 

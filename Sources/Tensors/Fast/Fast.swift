@@ -126,7 +126,7 @@ public enum Fast {
             // The activations quantized once (on the C side's stack up to 32 KB), then shared by
             // every slice: integer dot products, 16 input rows at a time against each weight row,
             // which beat widening the weights for the fp32 block kernels at every size measured
-            // (130m int8: batch-4 decode 1.7–2.0×, 512-token prefill 1.2×; 7B 64-token prefill 1.5×).
+            // (130m int8: batch-4 decode 1.7–2.0×, 512-token prefill 1.2–1.3×; 7B 64-token prefill 1.5×).
             var product = QuantizedProduct(m: m, n: n, k: k, q: q, scales: scales, bias: bias, y: y, ldy: ldy, threads: threads)
             let done = withUnsafeMutablePointer(to: &product) { ck_q8_with_quantized_rows(x, Int64(m), Int64(k), runQuantizedProduct, $0) }
             precondition(done != 0, "out of memory for \(m) × \(k) quantized activations")
