@@ -888,6 +888,9 @@ void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const i
 
 // MARK: - exp, SiLU
 
+// x · sigmoid(x) for one value: the portable SiLU and every vector kernel's tail.
+CK_INLINE float silu1(float x) { return x / (1.0f + expf(-x)); }
+
 #ifdef CK_X86
 // e^x to about 1 ulp (Cephes expf polynomial), 2^n applied with scalef (no overflow handling needed).
 CK_INLINE CK_AVX512 __m512 exp512(__m512 x) {
@@ -946,7 +949,7 @@ CK_INLINE CK_AVX2 __m256 silu256(__m256 v) {
 static CK_AVX2 void silu_avx2(float *x, int64_t count) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, silu256(_mm256_loadu_ps(x + i)));
-    for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    for (; i < count; i++) x[i] = silu1(x[i]);
 }
 
 static CK_AVX512 void silu_avx512(float *x, int64_t count) {
@@ -956,7 +959,7 @@ static CK_AVX512 void silu_avx512(float *x, int64_t count) {
         __m512 v = _mm512_loadu_ps(x + i);
         _mm512_storeu_ps(x + i, _mm512_div_ps(v, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), v)))));
     }
-    for (; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    for (; i < count; i++) x[i] = silu1(x[i]);
 }
 
 // One row of ck_rmsnorm: y · silu(z) (or x alone) and its sum of squares in one pass per
@@ -975,7 +978,7 @@ static CK_AVX2 void rmsnorm_row_avx2(const float *x, const float *z, const float
         }
         float sum = hsum256(squares);
         for (; i < g1; i++) {
-            y[i] = z ? z[i] / (1.0f + expf(-z[i])) * x[i] : x[i];
+            y[i] = z ? silu1(z[i]) * x[i] : x[i];
             sum += y[i] * y[i];
         }
         const float scale = 1.0f / sqrtf(sum / (float)group + eps);
@@ -988,9 +991,10 @@ static CK_AVX2 void rmsnorm_row_avx2(const float *x, const float *z, const float
 
 // The decode conv (one token, taps w [k, c]): each channel's k − 1 stored inputs and x in one
 // pass that also shifts the state by one and applies SiLU, where the portable code makes a pass
-// per tap and per state row.
-static CK_AVX2 void conv_step_silu_avx2(const float *x, const float *w, const float *bias, int64_t k, float *state,
-                                        float *y, int64_t c0, int64_t c1, int64_t c) {
+// per tap and per state row. Channels [c0, c1) in whole vectors; returns the first channel left
+// (fewer than 8) for the portable code.
+static CK_AVX2 int64_t conv_step_silu_avx2(const float *x, const float *w, const float *bias, int64_t k, float *state,
+                                           float *y, int64_t c0, int64_t c1, int64_t c) {
     const int64_t keep = k - 1;
     int64_t ch = c0;
     for (; ch + 8 <= c1; ch += 8) {
@@ -1003,15 +1007,7 @@ static CK_AVX2 void conv_step_silu_avx2(const float *x, const float *w, const fl
         }
         _mm256_storeu_ps(y + ch, silu256(acc));
     }
-    for (; ch < c1; ch++) {
-        float acc = bias ? bias[ch] : 0.0f;
-        for (int64_t j = 0; j < k; j++) {
-            const float input = j < keep ? state[j * c + ch] : x[ch];
-            acc += w[j * c + ch] * input;
-            if (j > 0) state[(j - 1) * c + ch] = input;
-        }
-        y[ch] = acc / (1.0f + expf(-acc));
-    }
+    return ch;
 }
 #endif
 
@@ -1026,7 +1022,7 @@ void ck_silu(float *x, int64_t count) {
     if (ck_isa() >= 2) { silu_avx512(x, count); return; }
     if (ck_isa() == 1) { silu_avx2(x, count); return; }
 #endif
-    for (int64_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    for (int64_t i = 0; i < count; i++) x[i] = silu1(x[i]);
 }
 
 // MARK: - RMSNorm
@@ -1044,7 +1040,7 @@ void ck_rmsnorm(const float *x, const float *z, const float *w, float eps, int64
         float *yr = y + r * d;
         if (z) {
             const float *zr = z + r * d;
-            for (int64_t i = 0; i < d; i++) yr[i] = zr[i] / (1.0f + expf(-zr[i])) * xr[i];
+            for (int64_t i = 0; i < d; i++) yr[i] = silu1(zr[i]) * xr[i];
         } else if (yr != xr) {
             memcpy(yr, xr, (size_t)d * sizeof(float));
         }
@@ -1088,10 +1084,8 @@ CK_INLINE void conv_silu_impl(const float *x, int64_t l, int64_t ldx, const floa
 void ck_conv_silu(const float *x, int64_t l, int64_t ldx, const float *w, const float *bias, int64_t k, int64_t c,
                   float *state, float *y, int64_t ldy, int64_t c0, int64_t c1) {
 #ifdef CK_X86
-    if (l == 1 && ck_isa() >= 1) {
-        conv_step_silu_avx2(x, w, bias, k, state, y, c0, c1, c);
-        return;
-    }
+    // Decoding: the whole vectors here, the last channels below.
+    if (l == 1 && ck_isa() >= 1) c0 = conv_step_silu_avx2(x, w, bias, k, state, y, c0, c1, c);
 #endif
     conv_silu_impl(x, l, ldx, w, bias, k, state, y, ldy, c0, c1, c);
     for (int64_t t = 0; t < l; t++) ck_silu(y + t * ldy + c0, c1 - c0);

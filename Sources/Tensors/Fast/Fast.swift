@@ -116,8 +116,6 @@ public enum Fast {
     ) {
         let (n, k) = (weight.shape[0], weight.shape[1])
         let base = weight.bytes.baseAddress!
-        // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
-        let blocks = (n + 3) / 4
         if weight.dtype == .int8 {
             guard let scales = weight.scales?.baseAddress?.assumingMemoryBound(to: Float.self) else {
                 preconditionFailure("int8 weight \(weight.shape) without block scales")
@@ -133,7 +131,8 @@ public enum Fast {
             return
         }
         let dtype = code(weight.dtype)
-        parallelFor(blocks, threads: threads) { range in
+        // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
+        parallelFor((n + 3) / 4, threads: threads) { range in
             ck_linear(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
         }
     }
