@@ -65,14 +65,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Where the tests write files (removed when the test process exits).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"]),
-        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2"]),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"]),
-        .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"]),
+        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2", "TestSupport"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel", "TestSupport"]),
         .testTarget(name: "Mamba2ServerTests", dependencies: ["Mamba2Server", "DefaultModel"]),
-        .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI"]),
+        .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

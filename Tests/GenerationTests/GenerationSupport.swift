@@ -2,6 +2,7 @@ import Foundation
 import Generation
 import Mamba2
 import Tokenizers
+import TestSupport
 
 let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 let modelFixtures = testsDirectory.appendingPathComponent("Fixtures/models")
@@ -42,5 +43,5 @@ func scriptTokenIDs(_ tokenizer: Tokenizer, count: Int) throws -> [Int] {
 }
 
 func temporaryURL(_ name: String) -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("generation-\(UUID().uuidString)-\(name)")
+    scratchURL(name)
 }

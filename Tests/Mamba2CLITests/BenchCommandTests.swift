@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("mamba2 bench")
 struct BenchCommandTests {
@@ -80,7 +81,7 @@ struct BenchCommandTests {
             #expect(result.status != 0 && result.stderr.contains("--no-mmap"), "\(refused): \(result.stderr)")
         }
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("no-mmap-\(UUID().uuidString)")
+        let directory = scratchURL("no-mmap")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var written: [Data] = []
         for extra in [[], ["--no-mmap"]] {

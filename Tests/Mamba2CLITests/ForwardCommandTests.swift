@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// End-to-end tests of the built `mamba2` binary.
 let fixtures = URL(fileURLWithPath: #filePath)
@@ -72,7 +73,7 @@ func goldenCase(_ fixture: String, _ name: String) throws -> GoldenCase {
 }
 
 func temporaryFile(_ name: String) -> URL {
-    FileManager.default.temporaryDirectory.appendingPathComponent("mamba2-cli-\(UUID().uuidString)-\(name)")
+    scratchURL(name)
 }
 
 @Suite("mamba2 forward")

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import Tensors
 @testable import Mamba2
+import TestSupport
 
 @Suite("writing Hugging Face folders")
 struct ExportTests {
-    func temporary() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("export-\(UUID().uuidString)") }
+    func temporary() -> URL { scratchURL("export") }
 
     @Test("mamba_ssm .bin and Mistral folders convert to HF folders with the same logits", arguments: ["g1-mamba-ssm-bin", "g1-mistral", "g3-untied-bias"])
     func roundTrip(fixture name: String) throws {
@@ -49,7 +50,7 @@ struct RandomCheckpointTests {
     func streamed() throws {
         var config = try Mamba2Config(directory: fixturesDirectory.appendingPathComponent("g3-untied-bias"))
         config.numHiddenLayers = 2
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("random-\(UUID().uuidString)")
+        let output = scratchURL("random")
         try Mamba2Weights.writeRandomHuggingFaceFolder(config: config, dtype: .bfloat16, to: output, shardBytes: 4_000, seed: 9)
         let loaded = try Mamba2ForCausalLM(directory: output)
         let memory = try Mamba2Weights.random(config: config, dtype: .bfloat16, seed: 9)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import Mamba2
+import TestSupport
 
 @Suite("int8 weights")
 struct QuantizedModelTests {
@@ -21,7 +22,7 @@ struct QuantizedModelTests {
         return config
     }
 
-    func temporary() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("int8-\(UUID().uuidString)") }
+    func temporary() -> URL { scratchURL("int8") }
 
     @Test("an int8 folder reloads zero-copy to the same logits; fast equals reference; close to fp32", arguments: [true, false])
     func folderRoundTrip(tied: Bool) throws {

@@ -3,6 +3,7 @@ import SafeTensors
 import Testing
 import Tensors
 @testable import Mamba2
+import TestSupport
 
 @Suite("weights by Hugging Face key")
 struct WeightTests {
@@ -67,7 +68,7 @@ struct WeightTests {
 
     @Test("a folder whose weights do not fit its config is refused")
     func folderErrors() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weights-\(UUID().uuidString)")
+        let directory = scratchURL("weights")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let source = fixturesDirectory.appendingPathComponent("g1-tied")
         try FileManager.default.copyItem(at: source.appendingPathComponent("config.json"), to: directory.appendingPathComponent("config.json"))
@@ -81,7 +82,7 @@ struct WeightTests {
     @Test("weights read into memory give the mapped weights' logits and no longer depend on the files; a pytorch_model.bin folder is refused with its file named", arguments: ["g1-sharded", "g2-bf16"])
     func readIntoMemory(name: String) throws {
         let fixture = try Fixture(name)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("in-memory-\(UUID().uuidString)")
+        let directory = scratchURL("in-memory")
         try FileManager.default.copyItem(at: fixture.directory, to: directory)
         var heard = 0
         let inMemory = try Mamba2ForCausalLM(directory: directory, residency: .inMemory, progress: { done, _ in heard = done })

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 @testable import SafeTensors
 import Tensors
+import TestSupport
 
 /// A fresh temporary folder per test.
 func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("safetensors-tests-\(UUID().uuidString)")
+    let url = scratchURL("safetensors")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Tokenizers
+import TestSupport
 
 @Suite("SentencePiece models")
 struct SentencePieceTests {
@@ -108,7 +109,7 @@ struct HandMadeSentencePieceTests {
     ]
 
     func tokenizer(_ bytes: [UInt8]) throws -> Tokenizer {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sp-\(UUID().uuidString).model")
+        let url = scratchURL("sp.model")
         try Data(bytes).write(to: url)
         return try Tokenizer(url: url)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Tokenizers
+import TestSupport
 
 /// Malformed files and bad input give errors that name the file, the JSON path or the id.
 @Suite("tokenizer errors")
@@ -97,7 +98,7 @@ struct TokenizerErrorTests {
 
     @Test("a malformed tokenizer_config.json is named")
     func badConfig() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tokenizer-\(UUID().uuidString)")
+        let directory = scratchURL("tokenizer")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Data(Self.minimal.utf8).write(to: directory.appendingPathComponent("tokenizer.json"))
         let config = directory.appendingPathComponent("tokenizer_config.json")
@@ -188,7 +189,7 @@ struct TokenizerEdgeCaseTests {
         #expect(throws: TokenizerError.invalidField(file: "test/tokenizer.json", path: "decoder", reason: "start and stop must be ≥ 0")) {
             try Self.load(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "Strip", "content": " ", "start": -1, "stop": 0}}"#)
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tokenizer-\(UUID().uuidString)")
+        let directory = scratchURL("tokenizer")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}"#.utf8).write(to: directory.appendingPathComponent("tokenizer.json"))
         try Data(#"{"model_max_length": -1e300}"#.utf8).write(to: directory.appendingPathComponent("tokenizer_config.json"))

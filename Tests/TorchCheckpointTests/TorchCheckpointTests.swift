@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Tensors
 @testable import TorchCheckpoint
+import TestSupport
 
 let torchFixtures = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent()
@@ -60,7 +61,7 @@ struct TorchCheckpointTests {
 
     @Test("a file that is no zip at all is named")
     func notAZip() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("torch-\(UUID().uuidString).bin")
+        let url = scratchURL("torch.bin")
         try Data(repeating: 7, count: 100).write(to: url)
         #expect(throws: TorchCheckpointError.malformedZip(file: url.path, reason: "no end-of-central-directory record")) {
             try TorchCheckpointFile(path: url.path)
