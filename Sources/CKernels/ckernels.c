@@ -751,10 +751,14 @@ static float q8_dot_generic(const int8_t *w, const float *ws, const int8_t *x, c
 #ifdef CK_X86
 // 8 lanes of a block's 32 products: |w| (unsigned, up to 128: a stored −128 included) times x
 // with w's sign, in pairs to 16 bits (at most 2 · 128 · 127, no saturation), then to 32 bits.
+CK_INLINE CK_AVX2 __m256i q8_block_with_abs_avx2(__m256i wq, __m256i wabs, __m256i xq) {
+    const __m256i pairs = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xq, wq));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
 CK_INLINE CK_AVX2 __m256i q8_block_avx2(const int8_t *w, __m256i xq) {
     const __m256i wq = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq));
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return q8_block_with_abs_avx2(wq, _mm256_abs_epi8(wq), xq);
 }
 
 // A run of four blocks (stored interleaved, see ck_q8_offset) in one vector of exact 32-bit
@@ -800,6 +804,45 @@ CK_INLINE CK_AVX2 void q8_rows_avx2(const int8_t *xr, const float *sr, int64_t k
     for (int u = 0; u < count; u++) sums[u] = hsum256(acc[u]);
 }
 
+typedef void (*q8_four_inputs)(const int8_t *xq, const float *xs, int64_t k, const int8_t *q, const float *scales,
+                               int64_t row, float sums[4]);
+
+// One weight row (q row `row`, its scales) against four input rows at once (batches and
+// prompts, where the products are bound by arithmetic): each run of four blocks is loaded and its
+// |w| taken once for the four, which saves a quarter of the integer work per input row (C
+// harness, 7B's input projection: 4 rows 1.06–1.10×, 16 rows 1.07–1.09×; 7B batch-4 decode
+// 1.13–1.15×). The same operations per row as q8_rows_avx2, in the same order, so the sums are
+// bit-identical.
+CK_INLINE CK_AVX2 void q8_row_four_inputs_avx2(const int8_t *xq, const float *xs, int64_t k, const int8_t *q,
+                                               const float *scales, int64_t row, float sums[4]) {
+    const int64_t blocks = k / CK_Q8_BLOCK;
+    const int8_t *w = q + row * k;
+    const float *ws = scales + row * blocks;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t b = 0;
+    for (; b + 4 <= blocks; b += 4) {
+        __m256i wq[4], wabs[4];
+        for (int i = 0; i < 4; i++) {
+            wq[i] = _mm256_loadu_si256((const __m256i *)(w + (b + i) * CK_Q8_BLOCK));
+            wabs[i] = _mm256_abs_epi8(wq[i]);
+        }
+        const __m256 wscale = _mm256_broadcast_ps((const __m128 *)(ws + b));
+        for (int r = 0; r < 4; r++) {
+            const int8_t *xr = xq + r * k + b * CK_Q8_BLOCK;
+            __m256i x[4];
+            for (int i = 0; i < 4; i++) x[i] = _mm256_loadu_si256((const __m256i *)(xr + i * CK_Q8_BLOCK));
+            const __m256i low = _mm256_add_epi32(q8_block_with_abs_avx2(wq[0], wabs[0], x[0]), q8_block_with_abs_avx2(wq[1], wabs[1], x[1]));
+            const __m256i high = _mm256_add_epi32(q8_block_with_abs_avx2(wq[2], wabs[2], x[2]), q8_block_with_abs_avx2(wq[3], wabs[3], x[3]));
+            const __m256 scale = _mm256_mul_ps(wscale, _mm256_broadcast_ps((const __m128 *)(xs + r * blocks + b)));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(low, high)), scale, acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        q8_leftover_blocks_avx2(xq + r * k, xs + r * blocks, k, q, scales, &row, 1, b, &acc[r]);
+        sums[r] = hsum256(acc[r]);
+    }
+}
+
 // AVX-512 VNNI: a run of four blocks is two 64-byte loads, each holding 16 values of every
 // block, so 32-bit lane i of the sums belongs to block i % 4 as in the AVX2 kernel (lanes i, i + 4,
 // i + 8, i + 12 alike). vpdpbusd multiplies |w| (unsigned) by x with w's sign (AVX-512 has no
@@ -839,17 +882,30 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 // for all four, and four long sequential streams per core. Up to CK_GEMV_BATCH input rows take
 // their turn at the same four weight rows before the next four, so that many rows read the
 // weights from memory once (the others find them in L1/L2) while their own activations stay in
-// cache; more rows go through in runs of that many. ROWS: q8_rows_avx2 or q8_rows_vnni.
-#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS)                                                                         \
+// cache; more rows go through in runs of that many. ROWS: q8_rows_avx2 or q8_rows_vnni. With
+// FOUR_INPUTS (q8_row_four_inputs_avx2, or NULL) and rows of 2,048 values or more, each four
+// input rows of a run take the four weight rows one at a time instead; the last rows % 4 of a
+// run go through ROWS. Shorter rows keep ROWS: read from memory one at a time they lost (C
+// harness, 768 values: 0.94–0.95× at 4 and 8 input rows; the 130m model's batch-4 and batch-8
+// decode 0.94× and 1.0×), 1,024 values gained 0–3%, 2,048 values 4–7%.
+#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                            \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
                             const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
         const int64_t blocks = k / CK_Q8_BLOCK, quarter = (j1 - j0) / 4;                                                \
+        const q8_four_inputs four_inputs = FOUR_INPUTS;                                                                 \
         for (int64_t r0 = 0; r0 < m; r0 += CK_GEMV_BATCH) {                                                             \
             const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                                         \
+            const int64_t grouped = four_inputs && k >= 2048 ? r0 + (r1 - r0) / 4 * 4 : r0;                            \
             for (int64_t i = 0; i < quarter; i++) {                                                                     \
                 int64_t rows[4];                                                                                        \
                 gemv_quarter_rows(j0, quarter, i, rows);                                                                \
-                for (int64_t r = r0; r < r1; r++) {                                                                     \
+                for (int64_t r = r0; r < grouped; r += 4)                                                               \
+                    for (int u = 0; u < 4; u++) {                                                                       \
+                        float sums[4];                                                                                  \
+                        four_inputs(xq + r * k, xs + r * blocks, k, q, scales, rows[u], sums);                          \
+                        for (int v = 0; v < 4; v++) y[(r + v) * ldy + rows[u]] = sums[v] + (bias ? bias[rows[u]] : 0.0f); \
+                    }                                                                                                   \
+                for (int64_t r = grouped; r < r1; r++) {                                                                \
                     float sums[4];                                                                                      \
                     ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                                     \
                     for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);        \
@@ -864,8 +920,8 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
         }                                                                                                               \
     }
 
-CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2)
-CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni)
+CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2, q8_row_four_inputs_avx2)
+CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni, NULL)
 #endif
 
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
