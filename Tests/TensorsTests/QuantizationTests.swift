@@ -116,7 +116,7 @@ struct QuantizedPathTests {
     /// by one (4, 6, 17 at 2080 and 11008). Rows cover 2, 3, 5, 7, 65 and 344 blocks (the kernel
     /// takes four at a time, then one by one) and rows too wide for the quantized activations'
     /// stack buffer (32800).
-    @Test("one to forty rows, wide rows, a −128 weight and tiny blocks equal the reference on every instruction set",
+    @Test("one to forty rows, wide rows, a −128 weight, tiny blocks and a bias equal the reference on every instruction set",
           arguments: [(1, 64), (3, 96), (4, 64), (9, 160), (16, 96), (17, 64), (40, 160), (1, 160), (2, 224), (4, 2080), (17, 2080), (3, 11008), (6, 11008), (1, 32800)])
     func paths(rows: Int, k: Int) throws {
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
@@ -131,11 +131,13 @@ struct QuantizedPathTests {
         let owner = Storage(bytes: bytes, scales: Array(quantized.scaleView!.bytes))
         let weight = try #require(WeightView.quantized(values: owner.values(shape: [n, k]), scales: owner.scaleView(shape: [n, k / 32])))
         #expect(weight[3] == -128 * weight.scaleView![0])
-        let reference = Reference.linear(x, weight: weight)
+        // A bias on every other case, so each path adds one.
+        let bias = rows % 2 == 0 ? WeightView(randomTensor([n], using: &generator)) : nil
+        let reference = Reference.linear(x, weight: weight, bias: bias)
         for isa in Fast.availableInstructionSets {
             Fast.withInstructionSet(isa) {
                 for threads in [1, 2] {
-                    let fast = Fast.linear(x, weight: weight, threads: threads)
+                    let fast = Fast.linear(x, weight: weight, bias: bias, threads: threads)
                     let d = difference(fast, reference)
                     let scale = reference.scalars.map(abs).max()!
                     #expect(d.max <= 1e-5 * scale, "\(isa), \(rows)×\(k), threads \(threads): max \(d.max) at \(d.at) of \(scale)")
