@@ -809,10 +809,10 @@ typedef void (*q8_four_inputs)(const int8_t *xq, const float *xs, int64_t k, con
 
 // One weight row (q row `row`, its scales) against four input rows at once (batches and
 // prompts, where the products are bound by arithmetic): each run of four blocks is loaded and its
-// |w| taken once for the four, which saves a quarter of the integer work per input row (C
-// harness, 7B's input projection: 4 rows 1.06–1.10×, 16 rows 1.07–1.09×; 7B batch-4 decode
-// 1.13–1.15×). The same operations per row as q8_rows_avx2, in the same order, so the sums are
-// bit-identical.
+// |w| (`vpabsb`, one of the four integer instructions per block) taken once for the four rows
+// instead of once per row (C harness, 7B's input projection: 4 rows 1.06–1.10×, 16 rows
+// 1.07–1.09×; 7B batch-4 decode 1.12–1.18×). The same operations per row as q8_rows_avx2, in the
+// same order, so the sums are bit-identical.
 CK_INLINE CK_AVX2 void q8_row_four_inputs_avx2(const int8_t *xq, const float *xs, int64_t k, const int8_t *q,
                                                const float *scales, int64_t row, float sums[4]) {
     const int64_t blocks = k / CK_Q8_BLOCK;
@@ -878,16 +878,18 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 }
 
 // Rows of activations against int8 weights, four weight rows at a time, one from each quarter
-// of [j0, j1) as in gemv_f32_avx2: four independent FMA chains, the activation blocks loaded once
-// for all four, and four long sequential streams per core. Up to CK_GEMV_BATCH input rows take
-// their turn at the same four weight rows before the next four, so that many rows read the
-// weights from memory once (the others find them in L1/L2) while their own activations stay in
-// cache; more rows go through in runs of that many. ROWS: q8_rows_avx2 or q8_rows_vnni. With
-// FOUR_INPUTS (q8_row_four_inputs_avx2, or NULL) and rows of 2,048 values or more, each four
-// input rows of a run take the four weight rows one at a time instead; the last rows % 4 of a
-// run go through ROWS. Shorter rows keep ROWS: read from memory one at a time they lost (C
-// harness, 768 values: 0.94–0.95× at 4 and 8 input rows; the 130m model's batch-4 and batch-8
-// decode 0.94× and 1.0×), 1,024 values gained 0–3%, 2,048 values 4–7%.
+// of [j0, j1) as in gemv_f32_avx2, so each core streams four long runs of memory. Up to
+// CK_GEMV_BATCH input rows take their turn at the same four weight rows before the next four, so
+// that many rows read the weights from memory once (the others find them in L1/L2) while their
+// own activations stay in cache; more rows go through in runs of that many. Each input row goes
+// through ROWS (q8_rows_avx2 or q8_rows_vnni: the four weight rows at once, four independent
+// FMA chains, the activation blocks loaded once for all four), except that with FOUR_INPUTS
+// (q8_row_four_inputs_avx2; NULL for VNNI, whose kernel was not measured that way) and rows of
+// 2,048 values or more, each four input rows of a run take the four weight rows one after
+// another, together; the last rows % 4 of a run still go through ROWS. Shorter rows keep ROWS
+// for all: read from memory one at a time they lost (C harness, 768 values: 0.94–0.95× at 4
+// and 8 input rows; the 130m model's batch-4 and batch-8 decode 0.94× and 1.0×), 1,024 values
+// gained 0–3%, 2,048 values 4–7%.
 #define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                            \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
                             const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
