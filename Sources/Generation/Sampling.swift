@@ -23,16 +23,52 @@ public enum LogitsProcessing {
     /// `TopKLogitsWarper`: keeps tokens scoring at least the k-th highest score (ties kept).
     public static func topK(_ scores: inout [Float], _ k: Int) {
         guard k > 0, k < scores.count else { return }
-        let threshold = scores.sorted(by: >)[k - 1]
+        let threshold = kthLargest(scores, k)
         for index in scores.indices where scores[index] < threshold { scores[index] = -.infinity }
+    }
+
+    /// `values.sorted(by: >)[k − 1]` (equal values counted apart) without sorting them all: a
+    /// min-heap of the k largest so far, so a 50,280-token vocabulary costs one comparison per
+    /// score and a few heap steps, not a sort, on every sampled token.
+    static func kthLargest(_ values: [Float], _ k: Int) -> Float {
+        var heap: [Float] = []  // [k], heap[0] the smallest kept
+        heap.reserveCapacity(k)
+        func siftDown(from start: Int) {
+            var parent = start
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < heap.count, heap[left] < heap[smallest] { smallest = left }
+                if right < heap.count, heap[right] < heap[smallest] { smallest = right }
+                if smallest == parent { return }
+                heap.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        for value in values {
+            if heap.count < k {
+                heap.append(value)
+                var child = heap.count - 1
+                while child > 0, heap[child] < heap[(child - 1) / 2] {
+                    heap.swapAt(child, (child - 1) / 2)
+                    child = (child - 1) / 2
+                }
+            } else if value > heap[0] {
+                heap[0] = value
+                siftDown(from: 0)
+            }
+        }
+        return heap[0]
     }
 
     /// `TopPLogitsWarper`: keeps the smallest set of most likely tokens whose probability reaches
     /// `p` (sorted ascending, tokens with cumulative probability ≤ 1 − p removed; the most likely
-    /// token always kept).
+    /// token always kept). Tokens already at −∞ (after top-k, most of them) have probability 0
+    /// and come first in that order, so they change neither the sum nor the cumulative
+    /// probabilities: only the others are sorted.
     public static func topP(_ scores: inout [Float], _ p: Float) {
         guard p < 1 else { return }
-        let order = scores.indices.sorted { scores[$0] < scores[$1] }
+        let order = scores.indices.filter { scores[$0] != -.infinity }.sorted { scores[$0] < scores[$1] }
         let probabilities = softmax(order.map { scores[$0] })
         var cumulative: Float = 0
         for (rank, index) in order.enumerated() where rank < order.count - 1 {

@@ -26,6 +26,39 @@ struct SamplingTests {
         #expect(probabilities[3] > 0.5)
     }
 
+    @Test("top-k and top-p equal their definitions by sorting every score, with ties, masked tokens and every k")
+    func againstSorting() {
+        var generator = SeededGenerator(seed: 7)
+        for trial in 0..<48 {
+            let count = [5, 64, 4096, 50_280][trial % 4]
+            // Scores on a 0.1 grid: a large vocabulary has many equal scores.
+            var scores = (0..<count).map { _ in Float(Int(generator.next() % 200)) / 10 - 10 }
+            if trial % 3 == 0 { for index in stride(from: 0, to: count, by: 7) { scores[index] = -.infinity } }
+            let k = [1, 2, 50, count - 1, count, count + 3][trial % 6]
+            var expected = scores
+            if k < count {
+                let threshold = scores.sorted(by: >)[k - 1]
+                for index in expected.indices where expected[index] < threshold { expected[index] = -.infinity }
+            }
+            var actual = scores
+            LogitsProcessing.topK(&actual, k)
+            #expect(actual == expected, "top-k \(k) of \(count)")
+            for p: Float in [0.3, 0.9, 0.95, 0.999] {
+                var expectedP = expected
+                let order = expected.indices.sorted { expected[$0] < expected[$1] }
+                let probabilities = LogitsProcessing.softmax(order.map { expected[$0] })
+                var cumulative: Float = 0
+                for (rank, index) in order.enumerated() where rank < order.count - 1 {
+                    cumulative += probabilities[rank]
+                    if cumulative <= 1 - p { expectedP[index] = -.infinity }
+                }
+                var actualP = expected
+                LogitsProcessing.topP(&actualP, p)
+                #expect(actualP == expectedP, "top-p \(p) after top-k \(k) of \(count)")
+            }
+        }
+    }
+
     @Test("min-p drops tokens below min_p times the top probability")
     func minP() {
         var scores = Self.logits
