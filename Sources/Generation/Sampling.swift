@@ -86,10 +86,11 @@ public enum LogitsProcessing {
         for index in scores.indices where probabilities[index] < threshold && index != best { scores[index] = -.infinity }
     }
 
-    /// Softmax in fp32 with the maximum subtracted (−∞ gives 0).
+    /// Softmax in fp32 with the maximum subtracted (−∞ gives 0, without calling `exp`: after
+    /// top-k most scores are −∞).
     public static func softmax(_ scores: [Float]) -> [Float] {
         guard let maximum = scores.max(), maximum > -.infinity else { return scores.map { _ in 0 } }
-        let exponentials = scores.map { exp($0 - maximum) }
+        let exponentials = scores.map { $0 == -.infinity ? 0 : exp($0 - maximum) }
         let sum = exponentials.reduce(0, +)
         return exponentials.map { $0 / sum }
     }
