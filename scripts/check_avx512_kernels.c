@@ -112,7 +112,8 @@ static void q8_product(void *context, const int8_t *xq, const float *xs) {
 }
 
 // Rows against int8 weights: VNNI (level 3) against AVX2 and portable C; 1, 3 and 19 input rows
-// (19: a run of 16 and a run of 3), k covers runs of four blocks with 0–3 blocks left over, and
+// (19: a run of 16 and a run of 3; at k ≥ 2048 the AVX2 kernel takes the run of 16 four input
+// rows at a time), k covers runs of four blocks with 0–3 blocks left over, and
 // the columns [2, 21) four quarters of 4 rows and a 3-row tail. Stored −128 weights (which our
 // quantizer never writes but a file may hold) sit in a quarter's row, in the tail's last row and
 // in a last leftover block.

@@ -885,11 +885,12 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 // through ROWS (q8_rows_avx2 or q8_rows_vnni: the four weight rows at once, four independent
 // FMA chains, the activation blocks loaded once for all four), except that with FOUR_INPUTS
 // (q8_row_four_inputs_avx2; NULL for VNNI, whose kernel was not measured that way) and rows of
-// 2,048 values or more, each four input rows of a run take the four weight rows one after
-// another, together; the last rows % 4 of a run still go through ROWS. Shorter rows keep ROWS
-// for all: read from memory one at a time they lost (C harness, 768 values: 0.94–0.95× at 4
-// and 8 input rows; the 130m model's batch-4 and batch-8 decode 0.94× and 1.0×), 1,024 values
-// gained 0–3%, 2,048 values 4–7%.
+// CK_Q8_FOUR_INPUTS_MIN_K values or more, each four input rows of a run take the four weight
+// rows one after another, together; the last rows % 4 of a run still go through ROWS. Shorter
+// rows keep ROWS for all: read from memory one at a time they lost (C harness, 768 values:
+// 0.94–0.95× at 4 and 8 input rows; the 130m model's batch-4 and batch-8 decode 0.94× and
+// 1.0×), 1,024 values gained 0–3%, 2,048 values 4–7%.
+enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
 #define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                            \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
                             const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
@@ -897,7 +898,7 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
         const q8_four_inputs four_inputs = FOUR_INPUTS;                                                                 \
         for (int64_t r0 = 0; r0 < m; r0 += CK_GEMV_BATCH) {                                                             \
             const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                                         \
-            const int64_t grouped = four_inputs && k >= 2048 ? r0 + (r1 - r0) / 4 * 4 : r0;                            \
+            const int64_t grouped = four_inputs && k >= CK_Q8_FOUR_INPUTS_MIN_K ? r0 + (r1 - r0) / 4 * 4 : r0;         \
             for (int64_t i = 0; i < quarter; i++) {                                                                     \
                 int64_t rows[4];                                                                                        \
                 gemv_quarter_rows(j0, quarter, i, rows);                                                                \
