@@ -122,6 +122,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
             throw GenerationError.invalidSetting(name: "max_new_tokens", reason: "a batched request needs a budget ≥ 1")
         }
         try request.config.validate()
+        try request.config.validate(vocabularySize: generator.model.config.vocabSize)
         guard !request.promptIDs.isEmpty else { throw GenerationError.invalidInput("the prompt has no tokens") }
         let vocabulary = generator.model.config.vocabSize
         if let bad = request.promptIDs.first(where: { !(0..<vocabulary).contains($0) }) {
@@ -190,9 +191,14 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let id: Int
         let continuation: AsyncThrowingStream<BatchedEvent, any Error>.Continuation
         let config: GenerationConfig
+        let processors: LogitsProcessorList
         let promptTokens: Int
         let eos: Set<Int>
+        /// When the sequence began its prompt, for `max_time`.
+        let started: DispatchTime
         var sampler: TokenSampler
+        /// The prompt and the tokens generated so far, as a list and as a set.
+        var tokens: [Int]
         var seen: Set<Int>
         var generated = 0
         var pending = 0
@@ -206,6 +212,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         /// `layers × ([1, k − 1, conv_dim], [1, h, p, n])`.
         var state: Mamba2State
         var consumed = 0
+        let started = DispatchTime.now()
     }
 
     private func loop() {
@@ -302,11 +309,14 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let done = prefilling.removeFirst()
         let waiting = done.waiting
         let config = request.config
-        let eos = Set(config.eosTokenIDs ?? generator.defaults.eosTokenIDs ?? [])
+        let eosList = config.eosTokenIDs ?? generator.defaults.eosTokenIDs ?? []
         var sequence = Sequence(
-            id: waiting.id, continuation: waiting.continuation, config: config, promptTokens: request.promptIDs.count, eos: eos,
+            id: waiting.id, continuation: waiting.continuation, config: config,
+            processors: LogitsProcessorList(
+                config: config, eos: eosList, promptLength: request.promptIDs.count, budget: config.maxNewTokens ?? 0),
+            promptTokens: request.promptIDs.count, eos: Set(eosList), started: done.started,
             sampler: TokenSampler(generator: SeededGenerator(seed: config.seed ?? UInt64.random(in: 0...UInt64.max))),
-            seen: Set(request.promptIDs),
+            tokens: request.promptIDs, seen: Set(request.promptIDs),
             text: generator.tokenizer.map { _ in StopStringText(stops: config.stopStrings) },
             decoder: generator.tokenizer?.streamingDecoder(skipSpecialTokens: true, skipUnknownIDs: true))
         // `[1, 1, v]`: the scores after the prompt's last token.
@@ -318,9 +328,10 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// Picks a sequence's next token from its scores and reports it; false when the sequence has
     /// ended (and was told so).
     private func step(_ sequence: inout Sequence, scores: [Float]) -> Bool {
-        let processed = LogitsProcessing.process(scores, seen: sequence.seen, config: sequence.config)
+        let processed = sequence.processors(scores, tokens: sequence.tokens, seen: sequence.seen, newTokens: sequence.generated)
         let token = sequence.sampler.next(processed, sample: sequence.config.doSample)
         sequence.generated += 1
+        sequence.tokens.append(token)
         sequence.seen.insert(token)
         sequence.pending = token
         var reason: FinishReason?
@@ -331,6 +342,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 if show(piece, of: &sequence) { reason = .stop }
             }
             if reason == nil && sequence.generated >= sequence.config.maxNewTokens ?? 0 { reason = .length }
+            if reason == nil, let maxTime = sequence.config.maxTime, Generator.seconds(since: sequence.started) > maxTime { reason = .length }
             guard let reason else { return true }
             // Bytes of an unfinished character and held-back text, unless a stop string cut it (the
             // last bytes may still complete one).

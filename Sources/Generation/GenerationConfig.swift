@@ -1,7 +1,9 @@
 import Foundation
 
-/// transformers' `GenerationConfig`, for the settings Mamba-2 decoding uses, with transformers'
-/// defaults. Read from `generation_config.json`; a call's arguments override it.
+/// transformers' `GenerationConfig`, for the settings of greedy and sampled decoding, with
+/// transformers' defaults. Read from `generation_config.json`; a call's arguments override it.
+/// Settings that select another search (beams, contrastive search, guidance, …) are refused by
+/// name when the file turns them on (`unsupportedSettings`), never ignored.
 public struct GenerationConfig: Sendable, Equatable {
     /// `max_new_tokens`: tokens to generate (wins over `max_length`).
     public var maxNewTokens: Int?
@@ -17,8 +19,43 @@ public struct GenerationConfig: Sendable, Equatable {
     public var topP: Float = 1
     /// `min_p`, default none.
     public var minP: Float?
+    /// `typical_p`, default 1 (disabled): locally typical sampling's probability mass.
+    public var typicalP: Float = 1
+    /// `epsilon_cutoff`, default 0 (disabled): tokens less likely than this are removed.
+    public var epsilonCutoff: Float = 0
+    /// `eta_cutoff`, default 0 (disabled): as `epsilon_cutoff`, the cutoff lowered when the
+    /// distribution's entropy is high.
+    public var etaCutoff: Float = 0
     /// `repetition_penalty`, default 1 (disabled).
     public var repetitionPenalty: Float = 1
+    /// `no_repeat_ngram_size`, default 0 (disabled): no n-gram of this many tokens occurs twice in
+    /// a row's tokens (prompt included).
+    public var noRepeatNGramSize = 0
+    /// `bad_words_ids`: token sequences never generated (a sequence of one EOS id alone is not
+    /// banned, as in transformers).
+    public var badWordsIDs: [[Int]]?
+    /// `sequence_bias`: added to a token's score when it would complete the sequence.
+    public var sequenceBias: [SequenceBias] = []
+    /// `min_length`, default 0: EOS is banned while the (padded) prompt and the new tokens are
+    /// shorter than this.
+    public var minLength = 0
+    /// `min_new_tokens`: EOS is banned for this many new tokens (wins over `min_length`).
+    public var minNewTokens: Int?
+    /// `forced_bos_token_id`: the first token when the prompt is one token long.
+    public var forcedBOSTokenID: Int?
+    /// `forced_eos_token_id`: the last token the budget allows (one id or several).
+    public var forcedEOSTokenIDs: [Int]?
+    /// `remove_invalid_values`, default false: NaN scores become 0 and ±∞ the largest finite ones.
+    public var removeInvalidValues = false
+    /// `exponential_decay_length_penalty`: EOS scores raised by `factor^i` after `start` new tokens.
+    public var exponentialDecayLengthPenalty: LengthPenalty?
+    /// `suppress_tokens`: tokens never generated.
+    public var suppressTokens: [Int] = []
+    /// `begin_suppress_tokens`: tokens not generated as the first new token.
+    public var beginSuppressTokens: [Int] = []
+    /// `max_time`: seconds from the call's start (the prompt's pass included, as transformers
+    /// counts) after which every row stops at its next token (finish reason `length`).
+    public var maxTime: Double?
     /// `eos_token_id`: one id or several; nil (unset) means the model's, `[]` means none.
     public var eosTokenIDs: [Int]?
     /// `pad_token_id`: what finished rows emit (transformers falls back to the first EOS id).
@@ -31,6 +68,22 @@ public struct GenerationConfig: Sendable, Equatable {
     public var seed: UInt64?
 
     public init() {}
+
+    /// One `sequence_bias` entry: `bias` is added to the score of `tokens.last` when the row's
+    /// tokens end with the others.
+    public struct SequenceBias: Sendable, Equatable {
+        public var tokens: [Int]
+        public var bias: Float
+        public init(tokens: [Int], bias: Float) { (self.tokens, self.bias) = (tokens, bias) }
+    }
+
+    /// `exponential_decay_length_penalty` `(start, factor)`; the factor in double precision, as
+    /// transformers raises it to a power.
+    public struct LengthPenalty: Sendable, Equatable {
+        public var start: Int
+        public var factor: Double
+        public init(start: Int, factor: Double) { (self.start, self.factor) = (start, factor) }
+    }
 
     /// The defaults transformers' text-generation pipeline uses for a model without a
     /// generation config: 256 new tokens, sampling at temperature 0.7.
@@ -45,7 +98,8 @@ public struct GenerationConfig: Sendable, Equatable {
     /// This config with the given settings replaced (nil keeps the current value).
     public func overriding(
         maxNewTokens: Int? = nil, doSample: Bool? = nil, temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil,
-        minP: Float? = nil, repetitionPenalty: Float? = nil, stopStrings: [String]? = nil, seed: UInt64? = nil
+        minP: Float? = nil, repetitionPenalty: Float? = nil, minNewTokens: Int? = nil, noRepeatNGramSize: Int? = nil,
+        stopStrings: [String]? = nil, seed: UInt64? = nil
     ) -> GenerationConfig {
         var config = self
         if let maxNewTokens { config.maxNewTokens = maxNewTokens }
@@ -55,6 +109,8 @@ public struct GenerationConfig: Sendable, Equatable {
         if let topP { config.topP = topP }
         if let minP { config.minP = minP }
         if let repetitionPenalty { config.repetitionPenalty = repetitionPenalty }
+        if let minNewTokens { config.minNewTokens = minNewTokens }
+        if let noRepeatNGramSize { config.noRepeatNGramSize = noRepeatNGramSize }
         if let stopStrings { config.stopStrings = stopStrings }
         if let seed { config.seed = seed }
         return config
@@ -85,7 +141,53 @@ public struct GenerationConfig: Sendable, Equatable {
         guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
             throw GenerationError.invalidSetting(name: "repetition_penalty", reason: "must be a finite number > 0, got \(repetitionPenalty)")
         }
+        guard typicalP > 0, typicalP <= 1 else { throw GenerationError.invalidSetting(name: "typical_p", reason: "must be in (0, 1], got \(typicalP)") }
+        for (name, cutoff) in [("epsilon_cutoff", epsilonCutoff), ("eta_cutoff", etaCutoff)] where !(cutoff >= 0 && cutoff < 1) {
+            throw GenerationError.invalidSetting(name: name, reason: "must be in [0, 1), got \(cutoff)")
+        }
+        for (name, value) in [("no_repeat_ngram_size", noRepeatNGramSize), ("min_length", minLength), ("min_new_tokens", minNewTokens ?? 0)] where value < 0 {
+            throw GenerationError.invalidSetting(name: name, reason: "must be ≥ 0, got \(value)")
+        }
+        if let badWordsIDs {
+            guard !badWordsIDs.isEmpty, badWordsIDs.allSatisfy({ !$0.isEmpty }) else {
+                throw GenerationError.invalidSetting(name: "bad_words_ids", reason: "must be a non-empty list of non-empty lists of token ids")
+            }
+        }
+        if sequenceBias.contains(where: { $0.tokens.isEmpty || $0.bias.isNaN }) {
+            throw GenerationError.invalidSetting(name: "sequence_bias", reason: "each entry needs a non-empty token list and a bias")
+        }
+        for (name, ids) in namedTokenIDs {
+            if let negative = ids.first(where: { $0 < 0 }) { throw GenerationError.invalidSetting(name: name, reason: "token id \(negative) is negative") }
+        }
+        if forcedEOSTokenIDs?.isEmpty == true {
+            throw GenerationError.invalidSetting(name: "forced_eos_token_id", reason: "must name at least one token")
+        }
+        if let penalty = exponentialDecayLengthPenalty, penalty.start < 0 || !penalty.factor.isFinite {
+            throw GenerationError.invalidSetting(
+                name: "exponential_decay_length_penalty", reason: "needs a start ≥ 0 and a finite factor, got (\(penalty.start), \(penalty.factor))")
+        }
+        if let maxTime, !(maxTime > 0 && maxTime.isFinite) {
+            throw GenerationError.invalidSetting(name: "max_time", reason: "must be a finite number of seconds > 0, got \(maxTime)")
+        }
         if stopStrings.contains("") { throw GenerationError.invalidSetting(name: "stop_strings", reason: "a stop string must not be empty") }
+    }
+
+    /// The token ids the settings name, by transformers key.
+    private var namedTokenIDs: [(name: String, ids: [Int])] {
+        [
+            ("bad_words_ids", badWordsIDs?.flatMap { $0 } ?? []), ("sequence_bias", sequenceBias.flatMap(\.tokens)),
+            ("suppress_tokens", suppressTokens), ("begin_suppress_tokens", beginSuppressTokens),
+            ("forced_bos_token_id", forcedBOSTokenID.map { [$0] } ?? []), ("forced_eos_token_id", forcedEOSTokenIDs ?? []),
+        ]
+    }
+
+    /// Throws for token ids this config names that a `vocabularySize`-token model cannot score.
+    func validate(vocabularySize: Int) throws {
+        for (name, ids) in namedTokenIDs {
+            if let outside = ids.first(where: { $0 >= vocabularySize }) {
+                throw GenerationError.invalidSetting(name: name, reason: "token id \(outside) is outside the model's \(vocabularySize)-token vocabulary")
+            }
+        }
     }
 }
 
@@ -120,29 +222,80 @@ extension GenerationConfig {
             guard let integer = Int(exactly: value) else { throw GenerationError.malformedFile(file: url.path, reason: "\(key) must be an integer") }
             return integer
         }
+        func flag(_ key: String) throws -> Bool? {
+            guard let value = fields[key], !(value is NSNull) else { return nil }
+            guard let flag = value as? Bool else { throw GenerationError.malformedFile(file: url.path, reason: "\(key) must be true or false") }
+            return flag
+        }
+        // A list of token ids; numbers that are not integers fail.
+        func ids(_ value: Any, _ key: String) throws -> [Int] {
+            guard let list = value as? [Any] else { throw GenerationError.malformedFile(file: url.path, reason: "\(key) must be a list of token ids") }
+            return try list.map { item in
+                guard let number = item as? NSNumber, let id = Int(exactly: number.doubleValue) else {
+                    throw GenerationError.malformedFile(file: url.path, reason: "\(key) must hold integer token ids")
+                }
+                return id
+            }
+        }
+        func idList(_ key: String) throws -> [Int]? {
+            guard let value = fields[key], !(value is NSNull) else { return nil }
+            return try ids(value, key)
+        }
+        func idOrList(_ key: String) throws -> [Int]? {
+            guard let value = fields[key], !(value is NSNull) else { return nil }
+            if value is [Any] { return try ids(value, key) }
+            return try ids([value], key)
+        }
+        for (key, isOff) in Self.unsupportedSettings {
+            if let value = fields[key], !(value is NSNull), !isOff(value) {
+                throw GenerationError.unsupportedSetting(file: url.path, name: key, value: "\(value)")
+            }
+        }
         maxNewTokens = try integer("max_new_tokens")
         maxLength = try integer("max_length") ?? maxLength
-        if let value = fields["do_sample"], !(value is NSNull) {
-            guard let flag = value as? Bool else { throw GenerationError.malformedFile(file: url.path, reason: "do_sample must be true or false") }
-            doSample = flag
-        }
+        doSample = try flag("do_sample") ?? doSample
         temperature = try number("temperature").map(Float.init) ?? temperature
         topK = try integer("top_k") ?? topK
         topP = try number("top_p").map(Float.init) ?? topP
         minP = try number("min_p").map(Float.init)
+        typicalP = try number("typical_p").map(Float.init) ?? typicalP
+        epsilonCutoff = try number("epsilon_cutoff").map(Float.init) ?? epsilonCutoff
+        etaCutoff = try number("eta_cutoff").map(Float.init) ?? etaCutoff
         repetitionPenalty = try number("repetition_penalty").map(Float.init) ?? repetitionPenalty
+        noRepeatNGramSize = try integer("no_repeat_ngram_size") ?? noRepeatNGramSize
+        if let value = fields["bad_words_ids"], !(value is NSNull) {
+            guard let lists = value as? [Any] else { throw GenerationError.malformedFile(file: url.path, reason: "bad_words_ids must be a list of lists of token ids") }
+            badWordsIDs = try lists.map { try ids($0, "bad_words_ids") }
+        }
+        if let value = fields["sequence_bias"], !(value is NSNull) {
+            // transformers writes `{(ids…): bias}` as `[[[ids…], bias], …]`.
+            guard let entries = value as? [Any] else { throw GenerationError.malformedFile(file: url.path, reason: "sequence_bias must be a list of [token ids, bias] pairs") }
+            sequenceBias = try entries.map { entry in
+                guard let pair = entry as? [Any], pair.count == 2, let bias = pair[1] as? NSNumber else {
+                    throw GenerationError.malformedFile(file: url.path, reason: "sequence_bias must be a list of [token ids, bias] pairs")
+                }
+                return SequenceBias(tokens: try ids(pair[0], "sequence_bias"), bias: bias.floatValue)
+            }
+        }
+        minLength = try integer("min_length") ?? minLength
+        minNewTokens = try integer("min_new_tokens")
+        forcedBOSTokenID = try integer("forced_bos_token_id")
+        forcedEOSTokenIDs = try idOrList("forced_eos_token_id")
+        removeInvalidValues = try flag("remove_invalid_values") ?? removeInvalidValues
+        if let value = fields["exponential_decay_length_penalty"], !(value is NSNull) {
+            guard let pair = value as? [Any], pair.count == 2, let start = pair[0] as? NSNumber, let factor = pair[1] as? NSNumber,
+                  let startIndex = Int(exactly: start.doubleValue) else {
+                throw GenerationError.malformedFile(file: url.path, reason: "exponential_decay_length_penalty must be [start index, decay factor]")
+            }
+            exponentialDecayLengthPenalty = LengthPenalty(start: startIndex, factor: factor.doubleValue)
+        }
+        suppressTokens = try idList("suppress_tokens") ?? suppressTokens
+        beginSuppressTokens = try idList("begin_suppress_tokens") ?? beginSuppressTokens
+        maxTime = try number("max_time")
         padTokenID = try integer("pad_token_id")
         bosTokenID = try integer("bos_token_id")
         if let value = fields["eos_token_id"] {
-            if value is NSNull {
-                eosTokenIDs = []
-            } else if let list = value as? [NSNumber] {
-                eosTokenIDs = list.map(\.intValue)
-            } else if let single = value as? NSNumber {
-                eosTokenIDs = [single.intValue]
-            } else {
-                throw GenerationError.malformedFile(file: url.path, reason: "eos_token_id must be an integer or a list of integers")
-            }
+            eosTokenIDs = value is NSNull ? [] : try idOrList("eos_token_id")
         }
         if let value = fields["stop_strings"], !(value is NSNull) {
             if let list = value as? [String] {
@@ -154,4 +307,26 @@ extension GenerationConfig {
             }
         }
     }
+}
+
+extension GenerationConfig {
+    /// transformers `generation_config.json` keys that select what this package does not do
+    /// (another search, guidance, watermarks, several sequences per prompt), each with a test for
+    /// the values that leave it off. A file that turns one on is refused: generating without it
+    /// would not be what transformers generates. Keys for encoder-decoder models, beam search's
+    /// length settings, outputs and caches change nothing here and are passed over, as
+    /// transformers passes them over for a decoder-only model in greedy or sampled decoding.
+    static let unsupportedSettings: [(key: String, isOff: @Sendable (Any) -> Bool)] = [
+        ("num_beams", { ($0 as? NSNumber)?.intValue == 1 }),
+        ("num_beam_groups", { ($0 as? NSNumber)?.intValue == 1 }),
+        ("num_return_sequences", { ($0 as? NSNumber)?.intValue == 1 }),
+        ("penalty_alpha", { ($0 as? NSNumber)?.doubleValue == 0 }),
+        ("guidance_scale", { ($0 as? NSNumber)?.doubleValue == 1 }),
+        ("top_h", { _ in false }),
+        ("dola_layers", { _ in false }),
+        ("watermarking_config", { _ in false }),
+        ("constraints", { _ in false }),
+        ("force_words_ids", { _ in false }),
+        ("token_healing", { ($0 as? Bool) == false }),
+    ]
 }

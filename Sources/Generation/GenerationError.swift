@@ -3,6 +3,7 @@
 public enum GenerationError: Error, Equatable, CustomStringConvertible {
     case invalidSetting(name: String, reason: String)
     case malformedFile(file: String, reason: String)
+    case unsupportedSetting(file: String, name: String, value: String)
     case stateMismatch(file: String, reason: String)
     case invalidInput(String)
 
@@ -10,6 +11,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .invalidSetting(name, reason): "invalid generation setting '\(name)': \(reason)"
         case let .malformedFile(file, reason): "\(file): \(reason)"
+        case let .unsupportedSetting(file, name, value):
+            "\(file): \(name) = \(value) selects a kind of generation this package does not implement (greedy and sampled decoding only)"
         case let .stateMismatch(file, reason): "\(file): state does not fit: \(reason)"
         case let .invalidInput(reason): "invalid input: \(reason)"
         }

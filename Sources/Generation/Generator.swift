@@ -131,7 +131,7 @@ public struct Generator: Sendable {
         let session = try prefill(inputIDs, attentionMask: attentionMask)
         let prefillSeconds = Self.seconds(since: start)
         let budget = config.newTokenBudget(promptLength: inputIDs.first?.count ?? 0)
-        var result = try generate(from: session, budget: budget, config: config, onToken: onToken)
+        var result = try generate(from: session, budget: budget, config: config, started: start, onToken: onToken)
         result.promptTokens = session.history.map(\.count).reduce(0, +)
         result.prefillSeconds = prefillSeconds
         return result
@@ -145,11 +145,13 @@ public struct Generator: Sendable {
         let config = config ?? defaults
         try config.validate()
         let budget = config.newTokenBudget(promptLength: session.history.map(\.count).max() ?? 0)
-        return try generate(from: session, budget: budget, config: config, onToken: onToken)
+        return try generate(from: session, budget: budget, config: config, started: .now(), onToken: onToken)
     }
 
+    /// `started`: when the call began, which `max_time` counts from (transformers' includes the
+    /// prompt's pass).
     private func generate(
-        from initial: GenerationSession, budget: Int, config: GenerationConfig,
+        from initial: GenerationSession, budget: Int, config: GenerationConfig, started: DispatchTime,
         onToken: (_ row: Int, _ token: Int) throws -> Void
     ) throws -> GenerationResult {
         if !config.stopStrings.isEmpty && tokenizer == nil {
@@ -167,6 +169,10 @@ public struct Generator: Sendable {
         let eosList = config.eosTokenIDs ?? defaults.eosTokenIDs ?? []
         let eos = Set(eosList)
         let pad = config.padTokenID ?? eosList.first ?? 0
+        try config.validate(vocabularySize: vocabulary)
+        // The longest row is the padded prompt's length (rows are left-padded to it).
+        let processors = LogitsProcessorList(
+            config: config, eos: eosList, promptLength: session.history.map(\.count).max() ?? 0, budget: budget)
         var sampler = TokenSampler(generator: SeededGenerator(seed: config.seed ?? UInt64.random(in: 0...UInt64.max)))
         var tokens = [[Int]](repeating: [], count: rows)
         var reasons = [FinishReason?](repeating: nil, count: rows)
@@ -188,7 +194,7 @@ public struct Generator: Sendable {
             for row in 0..<rows {
                 guard reasons[row] == nil else { chosen.append(pad); continue }
                 let scores = Array(session.nextLogits.scalars[(row * vocabulary)..<((row + 1) * vocabulary)])
-                let processed = LogitsProcessing.process(scores, seen: seen[row], config: config)
+                let processed = processors(scores, tokens: session.history[row], seen: seen[row], newTokens: step)
                 let token = sampler.next(processed, sample: config.doSample)
                 chosen.append(token)
                 tokens[row].append(token)
@@ -208,6 +214,7 @@ public struct Generator: Sendable {
             }
             session.pending = chosen
             if reasons.allSatisfy({ $0 != nil }) { break }
+            if let maxTime = config.maxTime, Self.seconds(since: started) > maxTime { break }
         }
         return GenerationResult(
             tokens: tokens, finishReasons: reasons.map { $0 ?? .length }, promptTokens: 0,

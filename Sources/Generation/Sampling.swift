@@ -1,8 +1,7 @@
 import Foundation
 
-/// The logits processors of transformers' `generate`, in its order: repetition penalty, then
-/// (when sampling) temperature, top-k, top-p, min-p. Each works on one row of scores `[v]`;
-/// removed tokens become −∞.
+/// The logits processors of transformers' `generate` (`LogitsProcessorList` runs them in its
+/// order). Each works on one row of scores `[v]`; removed tokens become −∞.
 public enum LogitsProcessing {
     /// `RepetitionPenaltyLogitsProcessor`: every token seen so far has its score divided by the
     /// penalty when positive, multiplied when negative.
@@ -95,15 +94,167 @@ public enum LogitsProcessing {
         return exponentials.map { $0 / sum }
     }
 
-    /// The processed scores of one row for `config`.
-    static func process(_ scores: [Float], seen: Set<Int>, config: GenerationConfig) -> [Float] {
+    /// `SequenceBiasLogitsProcessor` (`NoBadWordsLogitsProcessor` with biases of −∞): each
+    /// sequence's bias is added to its last token's score when the row's tokens end with the
+    /// others; the biases a token gets are summed before they are added, as transformers does.
+    public static func sequenceBias(_ scores: inout [Float], tokens: [Int], biases: [[Int]: Float]) {
+        var total: [Int: Float] = [:]
+        for (sequence, bias) in biases where sequence.count - 1 <= tokens.count && tokens.suffix(sequence.count - 1).elementsEqual(sequence.dropLast()) {
+            total[sequence.last!, default: 0] += bias
+        }
+        for (token, bias) in total where token < scores.count { scores[token] += bias }
+    }
+
+    /// `NoRepeatNGramLogitsProcessor`: bans every token that would complete an n-gram already in
+    /// the row's tokens (n = 1 bans every token seen).
+    public static func noRepeatNGram(_ scores: inout [Float], tokens: [Int], size n: Int) {
+        guard n > 0, tokens.count >= n else { return }
+        let prefix = tokens.suffix(n - 1)
+        for start in 0...(tokens.count - n) where tokens[start..<(start + n - 1)].elementsEqual(prefix) {
+            let banned = tokens[start + n - 1]
+            if banned < scores.count { scores[banned] = -.infinity }
+        }
+    }
+
+    /// Sets `tokens` to −∞ (`SuppressTokensLogitsProcessor`; the EOS ids of `MinLength…`).
+    public static func suppress(_ scores: inout [Float], _ tokens: [Int]) {
+        for token in tokens where token < scores.count { scores[token] = -.infinity }
+    }
+
+    /// `ForcedBOS…`/`ForcedEOSTokenLogitsProcessor`: every score −∞ but `tokens`' 0.
+    public static func force(_ scores: inout [Float], _ tokens: [Int]) {
+        for index in scores.indices { scores[index] = -.infinity }
+        for token in tokens where token < scores.count { scores[token] = 0 }
+    }
+
+    /// `InfNanRemoveLogitsProcessor`: NaN becomes 0 and ±∞ the largest finite values.
+    public static func removeInvalidValues(_ scores: inout [Float]) {
+        for index in scores.indices {
+            let score = scores[index]
+            if score.isNaN {
+                scores[index] = 0
+            } else if score.isInfinite {
+                scores[index] = score > 0 ? .greatestFiniteMagnitude : -.greatestFiniteMagnitude
+            }
+        }
+    }
+
+    /// `ExponentialDecayLengthPenalty`, `steps` tokens past its start: each finite EOS score
+    /// gains |score| · (factor^steps − 1).
+    public static func exponentialDecay(_ scores: inout [Float], eos: [Int], factor: Double, steps: Int) {
+        let growth = Float(pow(factor, Double(steps)) - 1)
+        for token in eos where token < scores.count && scores[token].isFinite { scores[token] += abs(scores[token]) * growth }
+    }
+
+    /// `TypicalLogitsWarper`: keeps the tokens whose surprisal is closest to the entropy, in that
+    /// order, until their probability reaches `mass` (the closest always kept). −∞ tokens are
+    /// infinitely far and come last, so only the others are sorted.
+    public static func typical(_ scores: inout [Float], mass: Float) {
+        guard mass < 1 else { return }
+        let finite = scores.indices.filter { scores[$0] != -.infinity }
+        guard finite.count > 1 else { return }
+        let maximum = finite.map { scores[$0] }.max()!
+        let logSum = log(finite.reduce(Float(0)) { $0 + exp(scores[$1] - maximum) })
+        let normalized = finite.map { scores[$0] - maximum - logSum }  // log-softmax
+        let entropy = -normalized.reduce(Float(0)) { $0 + $1 * exp($1) }
+        let shifted = normalized.map { abs(-$0 - entropy) }
+        let order = finite.indices.sorted { shifted[$0] < shifted[$1] }
+        let probabilities = softmax(order.map { scores[finite[$0]] })
+        // torch's cumsum on the CPU sums in double.
+        var cumulative = 0.0
+        var below = 0
+        for probability in probabilities {
+            cumulative += Double(probability)
+            if Float(cumulative) < mass { below += 1 }
+        }
+        let threshold = shifted[order[min(below, order.count - 1)]]
+        // The closest token is never past the threshold: transformers' min_tokens_to_keep (1) holds.
+        for position in order where shifted[position] > threshold { scores[finite[position]] = -.infinity }
+    }
+
+    /// `EpsilonLogitsWarper`: removes tokens less likely than `epsilon`, the best one always kept.
+    public static func epsilonCutoff(_ scores: inout [Float], _ epsilon: Float) {
+        cutoff(&scores, softmax(scores), epsilon)
+    }
+
+    /// `EtaLogitsWarper`: as `epsilonCutoff` with the cutoff min(ε, √ε · e^(−entropy)).
+    public static func etaCutoff(_ scores: inout [Float], _ epsilon: Float) {
+        let probabilities = softmax(scores)
+        guard let maximum = scores.max(), maximum > -.infinity else { return }
+        let logSum = log(scores.reduce(Float(0)) { $0 + ($1 == -.infinity ? 0 : exp($1 - maximum)) })
+        // torch's `Categorical.entropy` clamps −∞ log-probabilities to the lowest finite value,
+        // which probability 0 then cancels.
+        var entropy: Float = 0
+        for (score, probability) in zip(scores, probabilities) where score != -.infinity { entropy -= (score - maximum - logSum) * probability }
+        cutoff(&scores, probabilities, min(epsilon, epsilon.squareRoot() * exp(-entropy)))
+    }
+
+    private static func cutoff(_ scores: inout [Float], _ probabilities: [Float], _ threshold: Float) {
+        guard let best = scores.max() else { return }
+        for index in scores.indices where probabilities[index] < threshold && scores[index] < best { scores[index] = -.infinity }
+    }
+}
+
+/// The processors of one `generate` call, built once from its config, EOS ids, prompt length and
+/// budget, and run on each row's scores in transformers' order (`_get_logits_processor`):
+/// sequence bias, repetition penalty, no-repeat n-grams, bad words, minimum length, forced
+/// BOS/EOS, invalid values, length penalty, suppressed tokens; then, when sampling,
+/// temperature, top-k, top-p, min-p, typical, epsilon, eta.
+///
+/// Lengths are transformers' `input_ids` lengths: a left-padded prompt counts its padding. The
+/// tokens that n-grams and sequences are matched in do not hold the padding; transformers
+/// matches across it, which differs only if the model generates the padding token (its
+/// repetition penalty leaves the padding out too).
+struct LogitsProcessorList {
+    let config: GenerationConfig
+    let eos: [Int]
+    /// transformers' `input_ids_seq_length`: the (padded) prompt's length.
+    let promptLength: Int
+    /// transformers' `max_length`: the prompt's length and the budget.
+    let maxLength: Int
+    /// `sequence_bias`, and `bad_words_ids` as biases of −∞ (without a lone EOS id), by token
+    /// sequence; the last entry of a sequence wins.
+    private let biases: [[Int]: Float]
+    private let badWords: [[Int]: Float]
+
+    init(config: GenerationConfig, eos: [Int], promptLength: Int, budget: Int) {
+        self.config = config
+        self.eos = eos
+        self.promptLength = promptLength
+        self.maxLength = promptLength + budget
+        biases = Dictionary(config.sequenceBias.map { ($0.tokens, $0.bias) }, uniquingKeysWith: { $1 })
+        let banned = (config.badWordsIDs ?? []).filter { words in !eos.contains { [$0] == words } }
+        badWords = Dictionary(banned.map { ($0, -Float.infinity) }, uniquingKeysWith: { $1 })
+    }
+
+    /// The processed scores `[v]` of a row whose tokens are `tokens` (its prompt without padding,
+    /// then `newTokens` generated ones); `seen` holds the same tokens as a set.
+    func callAsFunction(_ scores: [Float], tokens: [Int], seen: Set<Int>, newTokens: Int) -> [Float] {
+        let length = promptLength + newTokens  // transformers' cur_len
         var scores = scores
-        repetitionPenalty(&scores, seen: seen, penalty: config.repetitionPenalty)
+        if !biases.isEmpty { LogitsProcessing.sequenceBias(&scores, tokens: tokens, biases: biases) }
+        LogitsProcessing.repetitionPenalty(&scores, seen: seen, penalty: config.repetitionPenalty)
+        LogitsProcessing.noRepeatNGram(&scores, tokens: tokens, size: config.noRepeatNGramSize)
+        if !badWords.isEmpty { LogitsProcessing.sequenceBias(&scores, tokens: tokens, biases: badWords) }
+        // min_new_tokens replaces min_length (transformers' `_prepare_generated_length`).
+        if length < config.minNewTokens.map({ $0 + promptLength }) ?? config.minLength { LogitsProcessing.suppress(&scores, eos) }
+        if let bos = config.forcedBOSTokenID, length == 1 { LogitsProcessing.force(&scores, [bos]) }
+        if let forced = config.forcedEOSTokenIDs, length == maxLength - 1 { LogitsProcessing.force(&scores, forced) }
+        if config.removeInvalidValues { LogitsProcessing.removeInvalidValues(&scores) }
+        if let penalty = config.exponentialDecayLengthPenalty, length > penalty.start + promptLength {
+            LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: length - penalty.start - promptLength)
+        }
+        LogitsProcessing.suppress(&scores, config.suppressTokens)
+        let beginIndex = promptLength > 1 || config.forcedBOSTokenID == nil ? promptLength : promptLength + 1
+        if length == beginIndex { LogitsProcessing.suppress(&scores, config.beginSuppressTokens) }
         guard config.doSample else { return scores }
-        temperature(&scores, config.temperature)
-        topK(&scores, config.topK)
-        topP(&scores, config.topP)
-        if let minP = config.minP { self.minP(&scores, minP) }
+        LogitsProcessing.temperature(&scores, config.temperature)
+        LogitsProcessing.topK(&scores, config.topK)
+        LogitsProcessing.topP(&scores, config.topP)
+        if let minP = config.minP { LogitsProcessing.minP(&scores, minP) }
+        LogitsProcessing.typical(&scores, mass: config.typicalP)
+        if config.epsilonCutoff > 0 { LogitsProcessing.epsilonCutoff(&scores, config.epsilonCutoff) }
+        if config.etaCutoff > 0 { LogitsProcessing.etaCutoff(&scores, config.etaCutoff) }
         return scores
     }
 }

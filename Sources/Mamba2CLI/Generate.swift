@@ -40,6 +40,12 @@ struct Generate: ParsableCommand {
     @Option(help: "Penalty for repeating earlier tokens (> 0; 1 disables).")
     var repetitionPenalty: Float?
 
+    @Option(help: "Generate at least this many tokens before an EOS may end a row.")
+    var minNewTokens: Int?
+
+    @Option(name: .customLong("no-repeat-ngram-size"), help: "Never repeat an n-gram of this many tokens (0 disables).")
+    var noRepeatNGramSize: Int?
+
     @Option(help: "Seed of the sampler, for reproducible sampling.")
     var seed: UInt64?
 
@@ -83,7 +89,8 @@ struct Generate: ParsableCommand {
         let sampling = temperature != nil || topK != nil || topP != nil || minP != nil
         let config = generator.defaults.overriding(
             maxNewTokens: maxNewTokens, doSample: greedy ? false : (sampling ? true : nil), temperature: temperature,
-            topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty, stopStrings: stop.isEmpty ? nil : stop, seed: seed)
+            topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty, minNewTokens: minNewTokens,
+            noRepeatNGramSize: noRepeatNGramSize, stopStrings: stop.isEmpty ? nil : stop, seed: seed)
         try config.validate()
 
         let prompts: [[Int]]

@@ -36,6 +36,19 @@ struct GenerateCommandTests {
         #expect(batch.results[1].ids == solo.results[0].ids)
     }
 
+    @Test("--no-repeat-ngram-size and --min-new-tokens reach the processors")
+    func processorOptions() throws {
+        let model = fixtures.appendingPathComponent("g1-tied").path
+        let prompt = [5, 9, 12, 30]
+        let plain = try Self.json(["--model", model, "--prompt-ids", "5,9,12,30", "--greedy", "--max-new-tokens", "24"])
+        let output = try Self.json(["--model", model, "--prompt-ids", "5,9,12,30", "--greedy", "--max-new-tokens", "24",
+                                    "--no-repeat-ngram-size", "2", "--min-new-tokens", "24"])
+        let tokens = prompt + output.results[0].ids
+        let bigrams = zip(tokens, tokens.dropFirst()).map { [$0, $1] }
+        #expect(Set(bigrams).count == bigrams.count, "a bigram repeats: \(tokens)")
+        #expect(output.results[0].ids.count == 24 && output.results[0].ids != plain.results[0].ids)
+    }
+
     @Test("a seeded sample repeats; a saved state continues the uninterrupted run")
     func seedAndState() throws {
         let sampled = ["--prompt", "import os", "--max-new-tokens", "8", "--temperature", "0.8", "--seed", "5"]
@@ -61,6 +74,7 @@ struct GenerateCommandTests {
     @Test("invalid arguments and files give a one-line error", arguments: [
         (["--prompt", "a", "--temperature=-1"], "invalid generation setting 'temperature'"),
         (["--prompt", "a", "--top-p", "0"], "invalid generation setting 'top_p'"),
+        (["--prompt", "a", "--no-repeat-ngram-size=-2"], "invalid generation setting 'no_repeat_ngram_size'"),
         (["--prompt", "a", "--greedy", "--temperature", "0.5"], "--greedy cannot be combined"),
         (["--prompt", "a", "--prompt-ids", "1"], "give --prompt or --prompt-ids, not both"),
         ([String](), "give --prompt, --prompt-ids or --load-state"),
