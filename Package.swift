@@ -35,7 +35,7 @@ let package = Package(
         // Mamba2Config, weights by Hugging Face key, the model and its recurrent state.
         .target(name: "Mamba2", dependencies: ["Tensors", "SafeTensors", "TorchCheckpoint"]),
         // generate(), sampling, batching, streaming, state files, the text-generation pipeline.
-        .target(name: "Generation", dependencies: ["Mamba2", "Tokenizers", "SafeTensors"]),
+        .target(name: "Generation", dependencies: ["Mamba2", "Tokenizers", "SafeTensors", "Tensors"]),
         // The small built-in model (scripts/train_default_model.py), shipped as a resource.
         .target(name: "DefaultModel", resources: [.copy("Resources/mamba2-pycode")]),
         // `mamba2 serve`: the OpenAI-compatible HTTP server (the only target that depends on HTTP).
@@ -58,6 +58,7 @@ let package = Package(
             dependencies: [
                 "Mamba2",
                 "SafeTensors",
+                "Tensors",
                 "Tokenizers",
                 "Generation",
                 "DefaultModel",
@@ -67,13 +68,13 @@ let package = Package(
         ),
         // Where the tests write files (removed when the test process exits).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"]),
-        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"]),
-        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2", "TestSupport"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Tensors", "TestSupport"]),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "Tensors", "TestSupport"]),
+        .testTarget(name: "Mamba2Tests", dependencies: ["Mamba2", "SafeTensors", "Tensors", "TestSupport"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"]),
-        .testTarget(name: "GenerationTests", dependencies: ["Generation", "DefaultModel", "TestSupport"]),
-        .testTarget(name: "Mamba2ServerTests", dependencies: ["Mamba2Server", "DefaultModel"]),
+        .testTarget(name: "GenerationTests", dependencies: ["Generation", "Mamba2", "SafeTensors", "Tensors", "Tokenizers", "DefaultModel", "TestSupport"]),
+        .testTarget(name: "Mamba2ServerTests", dependencies: ["Mamba2Server", "Generation", "Tensors", "DefaultModel"]),
         .testTarget(name: "Mamba2CLITests", dependencies: ["Mamba2CLI", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

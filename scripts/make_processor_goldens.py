@@ -5,13 +5,16 @@ Writes Tests/Fixtures/generation/processors.json:
   {"transformers": ..., "torch": ...,
    "generate": [{"name", "fixture", "input_ids" [b][l], "attention_mask" or null, "settings" {generation_config keys},
                  "new_tokens" [b][≤ max_new_tokens] (each row cut after its first EOS),
-                 "unconstrained" [b][...] (the same without the case's processors: the case must differ)}],
-   "warpers": [{"name", "scores" [v] (null for −∞), "cases": [{"name", "settings", "kept" [indices left finite]}]}]}
+                 "unconstrained_settings", "unconstrained" [b][...] (the same without the case's processors: the case must differ)}],
+   "warpers": [{"name", "scores" [v] (null for −∞), "cases": [{"name", "settings", "kept" [indices left finite]}]}],
+   "processors": [{"name", "settings", "prompt" [b][l] (left-padded), "attention_mask", "new" [b][k] (tokens generated so far),
+                   "scores" [b][v], "expected" [b][v] (the processed scores; "nan", "inf", "-inf" as strings)}]}
 
 The generate cases are greedy, with use_cache=False (every step a full forward, as
 make_generation_goldens.py), on fixtures without in_proj bias. The warper cases run the
 processor list transformers builds for the settings (`_get_logits_processor`) on one row of
-scores, so their order is transformers' too.
+scores, so their order is transformers' too; so do the processor cases, on a padded batch
+part-way through its generation, for each processor's exact arithmetic and its boundaries.
 
 Usage (repository root): python3 scripts/make_processor_goldens.py
 """
@@ -88,7 +91,7 @@ def generate_cases(fixture, model):
         unconstrained = generate(model, ids, m, plain)
         assert new != unconstrained, f"{fixture} {name}: the setting does not change the greedy output"
         out.append(dict(name=name, fixture=fixture, input_ids=ids, attention_mask=m, settings=settings, new_tokens=new,
-                        unconstrained=unconstrained))
+                        unconstrained_settings=plain, unconstrained=unconstrained))
     return out
 
 
@@ -120,6 +123,75 @@ def warper_cases(model):
     return cases
 
 
+def encode(values):
+    return [v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")) for v in values]
+
+
+def processor_cases(model):
+    """One step of the processor list transformers builds for `settings`, on rows of scores.
+
+    `input_ids` is the padded prompt followed by `new` tokens per row, as `generate` holds it; the
+    lengths are set as `_prepare_generated_length` sets them (max_length = prompt + budget;
+    min_new_tokens replaces min_length), the prompt is the encoder input, the mask gives the
+    repetition penalty its padding lengths.
+    """
+    vocab = model.config.vocab_size
+    g = torch.Generator().manual_seed(23)
+    prompt = [[0, 0, 3, 9, 5, 12], [4, 8, 3, 9, 0, 7]]
+    mask = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    width, budget = len(prompt[0]), 8
+    cases = []
+
+    def case(name, settings, new, scores=None):
+        ids = [p + n for p, n in zip(prompt, new)]
+        if scores is None:
+            scores = torch.randn(len(prompt), vocab, generator=g) * 3
+        config = GenerationConfig(**{k: v for k, v in settings.items()})
+        config.max_length = width + budget
+        if config.min_new_tokens is not None:
+            config.min_length = config.min_new_tokens + width
+        eos = settings.get("eos_token_id")
+        config._eos_token_tensor = None if eos is None else torch.tensor(eos if isinstance(eos, list) else [eos])
+        processors = model._get_logits_processor(generation_config=config, input_ids_seq_length=width,
+                                                 encoder_input_ids=torch.tensor(prompt),
+                                                 model_kwargs={"attention_mask": torch.tensor(mask)})
+        out = processors(torch.tensor(ids), scores.clone())
+        cases.append(dict(name=name, settings=dict(settings, max_new_tokens=budget), prompt=prompt, attention_mask=mask, new=new,
+                          scores=[encode(r) for r in scores.tolist()], expected=[encode(r) for r in out.tolist()]))
+
+    eos = [2, 7]
+    for n in (2, 3):
+        case(f"min-new-tokens-at-{n}", dict(eos_token_id=eos, min_new_tokens=3), [[10] * n, [11] * n])
+    for n in (1, 2):
+        case(f"min-length-at-{n}", dict(eos_token_id=eos, min_length=width + 2), [[10] * n, [11] * n])
+    bias = [[[5], 1.5], [[9, 5], 2.0], [[3, 9, 5], -0.45], [[5], 0.1], [[9, 5], 0.7], [[7], -2.0], [[1, 3], 1.0], [[0, 0, 6], 4.0]]
+    case("sequence-bias", dict(sequence_bias=bias), [[3, 9], [1, 0]])
+    case("sequence-bias-at-prompt-end", dict(sequence_bias=bias), [[], []])
+    case("encoder-repetition-penalty", dict(encoder_repetition_penalty=1.7), [[13], [14]])
+    for n in (1, 2, 3):
+        case(f"encoder-no-repeat-{n}", dict(encoder_no_repeat_ngram_size=n), [[3, 9], [9, 0]])
+    case("no-repeat-1-padding", dict(no_repeat_ngram_size=1), [[20], [21]])
+    case("no-repeat-2", dict(no_repeat_ngram_size=2), [[3, 9, 5, 3], [9, 0, 7, 7]])
+    case("bad-words-padding", dict(bad_words_ids=[[0, 6], [9, 5, 8], [2], [7]], eos_token_id=[2]), [[5, 0], [9, 5]])
+    case("repetition-penalty-padding", dict(repetition_penalty=1.4), [[30], [31]])
+    case("forced-eos-list", dict(forced_eos_token_id=[2, 7]), [[1] * (budget - 1), [1] * (budget - 1)])
+    case("forced-eos-early", dict(forced_eos_token_id=[2, 7]), [[1] * (budget - 2), [1] * (budget - 2)])
+    special = torch.randn(2, vocab, generator=g) * 3
+    special[0, 2], special[0, 7], special[1, 2], special[1, 7] = -math.inf, -3.0, math.nan, 4.0
+    case("decay-penalty", dict(exponential_decay_length_penalty=[1, 1.6], eos_token_id=eos), [[1, 1, 1], [1, 1, 1]], special)
+    case("decay-penalty-negative-start", dict(exponential_decay_length_penalty=[-2, 1.3], eos_token_id=eos), [[1], [1]])
+    invalid = torch.randn(2, vocab, generator=g) * 3
+    invalid[0, 4], invalid[0, 9], invalid[1, 13], invalid[1, 1] = math.nan, math.inf, -math.inf, math.inf
+    case("remove-invalid-values", dict(remove_invalid_values=True), [[1], [1]], invalid)
+    case("begin-suppress-at-start", dict(begin_suppress_tokens=[4, 6]), [[], []])
+    case("begin-suppress-later", dict(begin_suppress_tokens=[4, 6]), [[1], [1]])
+    case("everything", dict(sequence_bias=bias[:3], encoder_repetition_penalty=0.8, repetition_penalty=1.2, no_repeat_ngram_size=2,
+                            encoder_no_repeat_ngram_size=2, bad_words_ids=[[9, 5]], min_new_tokens=4, eos_token_id=eos,
+                            exponential_decay_length_penalty=[0, 1.1], suppress_tokens=[17], begin_suppress_tokens=[18]),
+         [[3, 9], [9, 5]])
+    return cases
+
+
 def main():
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -128,9 +200,12 @@ def main():
         model = Mamba2ForCausalLM.from_pretrained(os.path.join(MODELS, fixture), dtype=torch.float32).eval()
         cases += generate_cases(fixture, model)
     warpers = warper_cases(model)
+    model = Mamba2ForCausalLM.from_pretrained(os.path.join(MODELS, "g1-tied"), dtype=torch.float32).eval()
+    processors = processor_cases(model)
     with open(OUT, "w") as f:
-        json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "generate": cases, "warpers": warpers}, f)
-    print(f"{len(cases)} generate cases, {len(warpers)} warper cases -> {os.path.relpath(OUT, ROOT)}")
+        json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "generate": cases, "warpers": warpers,
+                   "processors": processors}, f)
+    print(f"{len(cases)} generate cases, {len(warpers)} warper cases, {len(processors)} processor cases -> {os.path.relpath(OUT, ROOT)}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let id: Int
         let request: BatchedRequest
         let continuation: AsyncThrowingStream<BatchedEvent, any Error>.Continuation
+        /// `max_time` counts from here, time in the queue included.
+        let submitted = DispatchTime.now()
     }
 
     // Guarded by `condition`.
@@ -194,7 +196,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let processors: LogitsProcessorList
         let promptTokens: Int
         let eos: Set<Int>
-        /// When the sequence began its prompt, for `max_time`.
+        /// When the sequence was submitted, for `max_time`.
         let started: DispatchTime
         var sampler: TokenSampler
         /// The prompt and the tokens generated so far, as a list and as a set.
@@ -212,7 +214,6 @@ public final class ContinuousBatcher: @unchecked Sendable {
         /// `layers × ([1, k − 1, conv_dim], [1, h, p, n])`.
         var state: Mamba2State
         var consumed = 0
-        let started = DispatchTime.now()
     }
 
     private func loop() {
@@ -312,9 +313,8 @@ public final class ContinuousBatcher: @unchecked Sendable {
         let eosList = config.eosTokenIDs ?? generator.defaults.eosTokenIDs ?? []
         var sequence = Sequence(
             id: waiting.id, continuation: waiting.continuation, config: config,
-            processors: LogitsProcessorList(
-                config: config, eos: eosList, promptLength: request.promptIDs.count, budget: config.maxNewTokens ?? 0),
-            promptTokens: request.promptIDs.count, eos: Set(eosList), started: done.started,
+            processors: LogitsProcessorList(config: config, eos: eosList, prompts: [request.promptIDs], budget: config.maxNewTokens ?? 0),
+            promptTokens: request.promptIDs.count, eos: Set(eosList), started: waiting.submitted,
             sampler: TokenSampler(generator: SeededGenerator(seed: config.seed ?? UInt64.random(in: 0...UInt64.max))),
             tokens: request.promptIDs, seen: Set(request.promptIDs),
             text: generator.tokenizer.map { _ in StopStringText(stops: config.stopStrings) },
@@ -328,7 +328,7 @@ public final class ContinuousBatcher: @unchecked Sendable {
     /// Picks a sequence's next token from its scores and reports it; false when the sequence has
     /// ended (and was told so).
     private func step(_ sequence: inout Sequence, scores: [Float]) -> Bool {
-        let processed = sequence.processors(scores, tokens: sequence.tokens, seen: sequence.seen, newTokens: sequence.generated)
+        let processed = sequence.processors(scores, row: 0, tokens: sequence.tokens, seen: sequence.seen)
         let token = sequence.sampler.next(processed, sample: sequence.config.doSample)
         sequence.generated += 1
         sequence.tokens.append(token)
@@ -342,7 +342,9 @@ public final class ContinuousBatcher: @unchecked Sendable {
                 if show(piece, of: &sequence) { reason = .stop }
             }
             if reason == nil && sequence.generated >= sequence.config.maxNewTokens ?? 0 { reason = .length }
-            if reason == nil, let maxTime = sequence.config.maxTime, Generator.seconds(since: sequence.started) > maxTime { reason = .length }
+            if reason == nil, let maxTime = sequence.config.maxTime, Generator.seconds(since: sequence.started) > maxTime {
+                reason = .length
+            }
             guard let reason else { return true }
             // Bytes of an unfinished character and held-back text, unless a stop string cut it (the
             // last bytes may still complete one).

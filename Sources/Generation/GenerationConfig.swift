@@ -2,13 +2,14 @@ import Foundation
 
 /// transformers' `GenerationConfig`, for the settings of greedy and sampled decoding, with
 /// transformers' defaults. Read from `generation_config.json`; a call's arguments override it.
-/// Settings that select another search (beams, contrastive search, guidance, …) are refused by
-/// name when the file turns them on (`unsupportedSettings`), never ignored.
+/// Settings of another search (beams, contrastive search, guidance, …) that a file turns on are
+/// kept in `unsupported` and refused by name when generating, never ignored.
 public struct GenerationConfig: Sendable, Equatable {
     /// `max_new_tokens`: tokens to generate (wins over `max_length`).
     public var maxNewTokens: Int?
-    /// `max_length`, default 20: prompt (padded) plus new tokens.
-    public var maxLength = 20
+    /// `max_length`: prompt (padded) plus new tokens; unset (and no `max_new_tokens`), 20 new
+    /// tokens, as transformers 5.x.
+    public var maxLength: Int?
     /// `do_sample`, default false (greedy).
     public var doSample = false
     /// `temperature`, default 1.
@@ -28,9 +29,16 @@ public struct GenerationConfig: Sendable, Equatable {
     public var etaCutoff: Float = 0
     /// `repetition_penalty`, default 1 (disabled).
     public var repetitionPenalty: Float = 1
+    /// `encoder_repetition_penalty`, default 1 (disabled): the prompt's tokens (its padding
+    /// included) have their scores multiplied by it when positive, divided when negative. In
+    /// double precision: transformers scales by its reciprocal, taken in Python floats.
+    public var encoderRepetitionPenalty: Double = 1
     /// `no_repeat_ngram_size`, default 0 (disabled): no n-gram of this many tokens occurs twice in
     /// a row's tokens (prompt included).
     public var noRepeatNGramSize = 0
+    /// `encoder_no_repeat_ngram_size`, default 0 (disabled): no n-gram of the prompt (its
+    /// padding included) is generated again.
+    public var encoderNoRepeatNGramSize = 0
     /// `bad_words_ids`: token sequences never generated (a sequence of one EOS id alone is not
     /// banned, as in transformers).
     public var badWordsIDs: [[Int]]?
@@ -56,6 +64,9 @@ public struct GenerationConfig: Sendable, Equatable {
     /// `max_time`: seconds from the call's start (the prompt's pass included, as transformers
     /// counts) after which every row stops at its next token (finish reason `length`).
     public var maxTime: Double?
+    /// Settings a file turned on that select what this package does not implement: `validate()`
+    /// refuses them by name. Remove one to generate without it, knowingly.
+    public var unsupported: [UnsupportedSetting] = []
     /// `eos_token_id`: one id or several; nil (unset) means the model's, `[]` means none.
     public var eosTokenIDs: [Int]?
     /// `pad_token_id`: what finished rows emit (transformers falls back to the first EOS id).
@@ -75,6 +86,25 @@ public struct GenerationConfig: Sendable, Equatable {
         public var tokens: [Int]
         public var bias: Float
         public init(tokens: [Int], bias: Float) { (self.tokens, self.bias) = (tokens, bias) }
+    }
+
+    /// A `generation_config.json` setting this package does not implement, as the file gave it.
+    public struct UnsupportedSetting: Sendable, Equatable {
+        public var file: String
+        /// The transformers key and its value as JSON text.
+        public var name: String, value: String
+        /// The value when it is a number, for the settings that act only in some modes.
+        var number: Double?
+
+        /// Whether it changes what `config` generates: contrastive search's `penalty_alpha` acts
+        /// only in greedy decoding with top-k > 1, `top_h` only when sampling.
+        func acts(in config: GenerationConfig) -> Bool {
+            switch name {
+            case "penalty_alpha": (number ?? 0) > 0 && !config.doSample && config.topK > 1
+            case "top_h": config.doSample
+            default: true
+            }
+        }
     }
 
     /// `exponential_decay_length_penalty` `(start, factor)`; the factor in double precision, as
@@ -118,15 +148,16 @@ public struct GenerationConfig: Sendable, Equatable {
 
     /// How many tokens to generate after a prompt of `promptLength` (padded) tokens.
     public func newTokenBudget(promptLength: Int) -> Int {
-        maxNewTokens ?? max(0, maxLength - promptLength)
+        maxNewTokens ?? maxLength.map { max(0, $0 - promptLength) } ?? 20
     }
 
-    /// Throws for settings transformers rejects (and a few it only warns about).
+    /// Throws for settings transformers rejects, values outside a setting's range (also where
+    /// transformers would skip the processor without a word), and the `unsupported` ones.
     public func validate() throws {
         if let maxNewTokens, maxNewTokens < 0 {
             throw GenerationError.invalidSetting(name: "max_new_tokens", reason: "must be ≥ 0, got \(maxNewTokens)")
         }
-        guard maxLength >= 0 else { throw GenerationError.invalidSetting(name: "max_length", reason: "must be ≥ 0, got \(maxLength)") }
+        if let maxLength, maxLength < 0 { throw GenerationError.invalidSetting(name: "max_length", reason: "must be ≥ 0, got \(maxLength)") }
         guard temperature.isFinite, temperature >= 0 else {
             throw GenerationError.invalidSetting(name: "temperature", reason: "must be a finite number ≥ 0, got \(temperature)")
         }
@@ -138,14 +169,19 @@ public struct GenerationConfig: Sendable, Equatable {
         if let minP, !(0...1).contains(minP) {
             throw GenerationError.invalidSetting(name: "min_p", reason: "must be in [0, 1], got \(minP)")
         }
-        guard repetitionPenalty.isFinite, repetitionPenalty > 0 else {
-            throw GenerationError.invalidSetting(name: "repetition_penalty", reason: "must be a finite number > 0, got \(repetitionPenalty)")
+        for (name, penalty) in [("repetition_penalty", Double(repetitionPenalty)), ("encoder_repetition_penalty", encoderRepetitionPenalty)]
+        where !(penalty.isFinite && penalty > 0) {
+            throw GenerationError.invalidSetting(name: name, reason: "must be a finite number > 0, got \(penalty)")
         }
         guard typicalP > 0, typicalP <= 1 else { throw GenerationError.invalidSetting(name: "typical_p", reason: "must be in (0, 1], got \(typicalP)") }
         for (name, cutoff) in [("epsilon_cutoff", epsilonCutoff), ("eta_cutoff", etaCutoff)] where !(cutoff >= 0 && cutoff < 1) {
             throw GenerationError.invalidSetting(name: name, reason: "must be in [0, 1), got \(cutoff)")
         }
-        for (name, value) in [("no_repeat_ngram_size", noRepeatNGramSize), ("min_length", minLength), ("min_new_tokens", minNewTokens ?? 0)] where value < 0 {
+        let counts = [
+            ("no_repeat_ngram_size", noRepeatNGramSize), ("encoder_no_repeat_ngram_size", encoderNoRepeatNGramSize),
+            ("min_length", minLength), ("min_new_tokens", minNewTokens ?? 0),
+        ]
+        for (name, value) in counts where value < 0 {
             throw GenerationError.invalidSetting(name: name, reason: "must be ≥ 0, got \(value)")
         }
         if let badWordsIDs {
@@ -162,12 +198,14 @@ public struct GenerationConfig: Sendable, Equatable {
         if forcedEOSTokenIDs?.isEmpty == true {
             throw GenerationError.invalidSetting(name: "forced_eos_token_id", reason: "must name at least one token")
         }
-        if let penalty = exponentialDecayLengthPenalty, penalty.start < 0 || !penalty.factor.isFinite {
-            throw GenerationError.invalidSetting(
-                name: "exponential_decay_length_penalty", reason: "needs a start ≥ 0 and a finite factor, got (\(penalty.start), \(penalty.factor))")
+        if let penalty = exponentialDecayLengthPenalty, !penalty.factor.isFinite {
+            throw GenerationError.invalidSetting(name: "exponential_decay_length_penalty", reason: "needs a finite factor, got \(penalty.factor)")
         }
-        if let maxTime, !(maxTime > 0 && maxTime.isFinite) {
-            throw GenerationError.invalidSetting(name: "max_time", reason: "must be a finite number of seconds > 0, got \(maxTime)")
+        if let maxTime, !(maxTime >= 0 && maxTime.isFinite) {
+            throw GenerationError.invalidSetting(name: "max_time", reason: "must be a finite number of seconds ≥ 0, got \(maxTime)")
+        }
+        if let setting = unsupported.first(where: { $0.acts(in: self) }) {
+            throw GenerationError.unsupportedSetting(file: setting.file, name: setting.name, value: setting.value)
         }
         if stopStrings.contains("") { throw GenerationError.invalidSetting(name: "stop_strings", reason: "a stop string must not be empty") }
     }
@@ -246,13 +284,14 @@ extension GenerationConfig {
             if value is [Any] { return try ids(value, key) }
             return try ids([value], key)
         }
-        for (key, isOff) in Self.unsupportedSettings {
-            if let value = fields[key], !(value is NSNull), !isOff(value) {
-                throw GenerationError.unsupportedSetting(file: url.path, name: key, value: "\(value)")
-            }
+        for (key, isOff) in Self.otherSearchSettings {
+            guard let value = fields[key], !(value is NSNull), !isOff(value) else { continue }
+            let text = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]))
+                .flatMap { String(data: $0, encoding: .utf8) } ?? "\(value)"
+            unsupported.append(UnsupportedSetting(file: url.path, name: key, value: text, number: (value as? NSNumber)?.doubleValue))
         }
         maxNewTokens = try integer("max_new_tokens")
-        maxLength = try integer("max_length") ?? maxLength
+        maxLength = try integer("max_length")
         doSample = try flag("do_sample") ?? doSample
         temperature = try number("temperature").map(Float.init) ?? temperature
         topK = try integer("top_k") ?? topK
@@ -262,14 +301,19 @@ extension GenerationConfig {
         epsilonCutoff = try number("epsilon_cutoff").map(Float.init) ?? epsilonCutoff
         etaCutoff = try number("eta_cutoff").map(Float.init) ?? etaCutoff
         repetitionPenalty = try number("repetition_penalty").map(Float.init) ?? repetitionPenalty
+        encoderRepetitionPenalty = try number("encoder_repetition_penalty") ?? encoderRepetitionPenalty
         noRepeatNGramSize = try integer("no_repeat_ngram_size") ?? noRepeatNGramSize
+        encoderNoRepeatNGramSize = try integer("encoder_no_repeat_ngram_size") ?? encoderNoRepeatNGramSize
         if let value = fields["bad_words_ids"], !(value is NSNull) {
             guard let lists = value as? [Any] else { throw GenerationError.malformedFile(file: url.path, reason: "bad_words_ids must be a list of lists of token ids") }
             badWordsIDs = try lists.map { try ids($0, "bad_words_ids") }
         }
         if let value = fields["sequence_bias"], !(value is NSNull) {
-            // transformers writes `{(ids…): bias}` as `[[[ids…], bias], …]`.
-            guard let entries = value as? [Any] else { throw GenerationError.malformedFile(file: url.path, reason: "sequence_bias must be a list of [token ids, bias] pairs") }
+            // The list form transformers takes from JSON: `[[[ids…], bias], …]` (a dict's tuple keys
+            // would be strings there, which transformers cannot use either).
+            guard let entries = value as? [Any], !entries.isEmpty else {
+                throw GenerationError.malformedFile(file: url.path, reason: "sequence_bias must be a non-empty list of [token ids, bias] pairs")
+            }
             sequenceBias = try entries.map { entry in
                 guard let pair = entry as? [Any], pair.count == 2, let bias = pair[1] as? NSNumber else {
                     throw GenerationError.malformedFile(file: url.path, reason: "sequence_bias must be a list of [token ids, bias] pairs")
@@ -312,14 +356,15 @@ extension GenerationConfig {
 extension GenerationConfig {
     /// transformers `generation_config.json` keys that select what this package does not do
     /// (another search, guidance, watermarks, several sequences per prompt), each with a test for
-    /// the values that leave it off. A file that turns one on is refused: generating without it
-    /// would not be what transformers generates. Keys for encoder-decoder models, beam search's
-    /// length settings, outputs and caches change nothing here and are passed over, as
-    /// transformers passes them over for a decoder-only model in greedy or sampled decoding.
-    static let unsupportedSettings: [(key: String, isOff: @Sendable (Any) -> Bool)] = [
-        ("num_beams", { ($0 as? NSNumber)?.intValue == 1 }),
-        ("num_beam_groups", { ($0 as? NSNumber)?.intValue == 1 }),
-        ("num_return_sequences", { ($0 as? NSNumber)?.intValue == 1 }),
+    /// the values that leave it off. One a file turns on goes to `unsupported`: generating without
+    /// it would not be what transformers generates. Beam search's length settings, outputs,
+    /// caches, `renormalize_logits` (log-softmax: the same arg-max and distribution) and assisted
+    /// decoding (`prompt_lookup_num_tokens`, `assistant_*`: the same greedy tokens) change
+    /// nothing that greedy or sampled decoding here would generate, and are passed over.
+    static let otherSearchSettings: [(key: String, isOff: @Sendable (Any) -> Bool)] = [
+        ("num_beams", { ($0 as? NSNumber)?.doubleValue == 1 }),
+        ("num_beam_groups", { ($0 as? NSNumber)?.doubleValue == 1 }),
+        ("num_return_sequences", { ($0 as? NSNumber)?.doubleValue == 1 }),
         ("penalty_alpha", { ($0 as? NSNumber)?.doubleValue == 0 }),
         ("guidance_scale", { ($0 as? NSNumber)?.doubleValue == 1 }),
         ("top_h", { _ in false }),

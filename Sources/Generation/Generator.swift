@@ -127,11 +127,12 @@ public struct Generator: Sendable {
     ) throws -> GenerationResult {
         let config = config ?? defaults
         try config.validate()
+        try config.validate(vocabularySize: model.config.vocabSize)
         let start = DispatchTime.now()
         let session = try prefill(inputIDs, attentionMask: attentionMask)
         let prefillSeconds = Self.seconds(since: start)
         let budget = config.newTokenBudget(promptLength: inputIDs.first?.count ?? 0)
-        var result = try generate(from: session, budget: budget, config: config, started: start, onToken: onToken)
+        var result = try generate(from: session, prompts: inputIDs, budget: budget, config: config, started: start, onToken: onToken)
         result.promptTokens = session.history.map(\.count).reduce(0, +)
         result.prefillSeconds = prefillSeconds
         return result
@@ -144,14 +145,16 @@ public struct Generator: Sendable {
     ) throws -> GenerationResult {
         let config = config ?? defaults
         try config.validate()
+        try config.validate(vocabularySize: model.config.vocabSize)
         let budget = config.newTokenBudget(promptLength: session.history.map(\.count).max() ?? 0)
-        return try generate(from: session, budget: budget, config: config, started: .now(), onToken: onToken)
+        return try generate(from: session, prompts: session.history, budget: budget, config: config, started: .now(), onToken: onToken)
     }
 
-    /// `started`: when the call began, which `max_time` counts from (transformers' includes the
-    /// prompt's pass).
+    /// `prompts`: each row's tokens before the new ones as transformers' `input_ids` hold them
+    /// (a padded batch's padding included), for the logits processors. `started`: when the call
+    /// began, which `max_time` counts from (transformers' clock includes the prompt's pass).
     private func generate(
-        from initial: GenerationSession, budget: Int, config: GenerationConfig, started: DispatchTime,
+        from initial: GenerationSession, prompts: [[Int]], budget: Int, config: GenerationConfig, started: DispatchTime,
         onToken: (_ row: Int, _ token: Int) throws -> Void
     ) throws -> GenerationResult {
         if !config.stopStrings.isEmpty && tokenizer == nil {
@@ -169,10 +172,8 @@ public struct Generator: Sendable {
         let eosList = config.eosTokenIDs ?? defaults.eosTokenIDs ?? []
         let eos = Set(eosList)
         let pad = config.padTokenID ?? eosList.first ?? 0
-        try config.validate(vocabularySize: vocabulary)
-        // The longest row is the padded prompt's length (rows are left-padded to it).
-        let processors = LogitsProcessorList(
-            config: config, eos: eosList, promptLength: session.history.map(\.count).max() ?? 0, budget: budget)
+        let processors = LogitsProcessorList(config: config, eos: eosList, prompts: prompts, budget: budget)
+        var processorTokens = prompts
         var sampler = TokenSampler(generator: SeededGenerator(seed: config.seed ?? UInt64.random(in: 0...UInt64.max)))
         var tokens = [[Int]](repeating: [], count: rows)
         var reasons = [FinishReason?](repeating: nil, count: rows)
@@ -194,11 +195,12 @@ public struct Generator: Sendable {
             for row in 0..<rows {
                 guard reasons[row] == nil else { chosen.append(pad); continue }
                 let scores = Array(session.nextLogits.scalars[(row * vocabulary)..<((row + 1) * vocabulary)])
-                let processed = processors(scores, tokens: session.history[row], seen: seen[row], newTokens: step)
+                let processed = processors(scores, row: row, tokens: processorTokens[row], seen: seen[row])
                 let token = sampler.next(processed, sample: config.doSample)
                 chosen.append(token)
                 tokens[row].append(token)
                 session.history[row].append(token)
+                processorTokens[row].append(token)
                 seen[row].insert(token)
                 try onToken(row, token)
                 if eos.contains(token) {

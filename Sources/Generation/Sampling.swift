@@ -95,14 +95,58 @@ public enum LogitsProcessing {
     }
 
     /// `SequenceBiasLogitsProcessor` (`NoBadWordsLogitsProcessor` with biases of −∞): each
-    /// sequence's bias is added to its last token's score when the row's tokens end with the
-    /// others; the biases a token gets are summed before they are added, as transformers does.
-    public static func sequenceBias(_ scores: inout [Float], tokens: [Int], biases: [[Int]: Float]) {
+    /// sequence's bias goes to its last token when the row's tokens end with the others. A
+    /// token's biases are summed in `biases`' order before they are added, as transformers does.
+    public static func sequenceBias(_ scores: inout [Float], tokens: [Int], biases: [GenerationConfig.SequenceBias]) {
         var total: [Int: Float] = [:]
-        for (sequence, bias) in biases where sequence.count - 1 <= tokens.count && tokens.suffix(sequence.count - 1).elementsEqual(sequence.dropLast()) {
-            total[sequence.last!, default: 0] += bias
+        for entry in biases {
+            let prefix = entry.tokens.dropLast()
+            guard prefix.count <= tokens.count, tokens.suffix(prefix.count).elementsEqual(prefix) else { continue }
+            total[entry.tokens.last!, default: 0] += entry.bias
         }
         for (token, bias) in total where token < scores.count { scores[token] += bias }
+    }
+
+    /// transformers' order of `sequence_bias` entries: one per sequence (the last given wins, at
+    /// the place of the first), single tokens first, then the longer ones by length in the order
+    /// each length first appears.
+    static func biasOrder(_ entries: [GenerationConfig.SequenceBias]) -> [GenerationConfig.SequenceBias] {
+        var latest: [[Int]: Float] = [:]
+        var sequences: [[Int]] = []
+        for entry in entries {
+            if latest.updateValue(entry.bias, forKey: entry.tokens) == nil { sequences.append(entry.tokens) }
+        }
+        var lengths: [Int] = []
+        for sequence in sequences where sequence.count > 1 && !lengths.contains(sequence.count) { lengths.append(sequence.count) }
+        return ([1] + lengths).flatMap { length in
+            sequences.filter { $0.count == length }.map { GenerationConfig.SequenceBias(tokens: $0, bias: latest[$0]!) }
+        }
+    }
+
+    /// `EncoderRepetitionPenaltyLogitsProcessor`: the prompt's tokens have their scores divided by
+    /// 1 / penalty when positive, multiplied by it when negative (favoured for a penalty > 1).
+    public static func encoderRepetitionPenalty(_ scores: inout [Float], prompt: Set<Int>, penalty: Double) {
+        guard penalty != 1 else { return }
+        let inverse = Float(1 / penalty)  // transformers stores 1 / penalty, then scales by it
+        for token in prompt where token >= 0 && token < scores.count {
+            let score = scores[token]
+            scores[token] = score < 0 ? score * inverse : score / inverse
+        }
+    }
+
+    /// `EncoderNoRepeatNGramLogitsProcessor`: bans the tokens that follow the row's last n − 1
+    /// tokens in `promptNGrams` (each (n − 1)-token prefix of the prompt, the tokens after it).
+    public static func encoderNoRepeatNGram(_ scores: inout [Float], tokens: [Int], size n: Int, promptNGrams: [[Int]: [Int]]) {
+        guard n > 0, tokens.count >= n - 1, let banned = promptNGrams[Array(tokens.suffix(n - 1))] else { return }
+        suppress(&scores, banned)
+    }
+
+    /// Each (n − 1)-token prefix of `tokens`, with the tokens that follow it.
+    static func nGrams(_ tokens: [Int], size n: Int) -> [[Int]: [Int]] {
+        guard n > 0, tokens.count >= n else { return [:] }
+        var next: [[Int]: [Int]] = [:]
+        for start in 0...(tokens.count - n) { next[Array(tokens[start..<(start + n - 1)]), default: []].append(tokens[start + n - 1]) }
+        return next
     }
 
     /// `NoRepeatNGramLogitsProcessor`: bans every token that would complete an n-gram already in
@@ -185,7 +229,9 @@ public enum LogitsProcessing {
         // torch's `Categorical.entropy` clamps −∞ log-probabilities to the lowest finite value,
         // which probability 0 then cancels.
         var entropy: Float = 0
-        for (score, probability) in zip(scores, probabilities) where score != -.infinity { entropy -= (score - maximum - logSum) * probability }
+        for (score, probability) in zip(scores, probabilities) where score != -.infinity {
+            entropy -= (score - maximum - logSum) * probability
+        }
         cutoff(&scores, probabilities, min(epsilon, epsilon.squareRoot() * exp(-entropy)))
     }
 
@@ -195,49 +241,66 @@ public enum LogitsProcessing {
     }
 }
 
-/// The processors of one `generate` call, built once from its config, EOS ids, prompt length and
+/// The processors of one `generate` call, built once from its config, EOS ids, prompts and
 /// budget, and run on each row's scores in transformers' order (`_get_logits_processor`):
-/// sequence bias, repetition penalty, no-repeat n-grams, bad words, minimum length, forced
-/// BOS/EOS, invalid values, length penalty, suppressed tokens; then, when sampling,
-/// temperature, top-k, top-p, min-p, typical, epsilon, eta.
+/// sequence bias, encoder repetition penalty, repetition penalty, no-repeat n-grams, the
+/// prompt's n-grams, bad words, minimum length, forced BOS/EOS, invalid values, length penalty,
+/// suppressed tokens; then, when sampling, temperature, top-k, top-p, min-p, typical, epsilon,
+/// eta.
 ///
-/// Lengths are transformers' `input_ids` lengths: a left-padded prompt counts its padding. The
-/// tokens that n-grams and sequences are matched in do not hold the padding; transformers
-/// matches across it, which differs only if the model generates the padding token (its
-/// repetition penalty leaves the padding out too).
+/// A row's tokens are its prompt as transformers' `input_ids` hold it (left padding included),
+/// then its new tokens; lengths count the padding too, as transformers' do. Only the repetition
+/// penalty leaves the padding out (`seen`), as transformers 5.x does.
 struct LogitsProcessorList {
     let config: GenerationConfig
     let eos: [Int]
-    /// transformers' `input_ids_seq_length`: the (padded) prompt's length.
+    /// Each row's prompt, padding included; the longest is transformers' `input_ids_seq_length`.
+    let prompts: [[Int]]
     let promptLength: Int
-    /// transformers' `max_length`: the prompt's length and the budget.
-    let maxLength: Int
-    /// `sequence_bias`, and `bad_words_ids` as biases of −∞ (without a lone EOS id), by token
-    /// sequence; the last entry of a sequence wins.
-    private let biases: [[Int]: Float]
-    private let badWords: [[Int]: Float]
+    /// transformers' `max_length` (prompt and budget) and `min_length` (`min_new_tokens` counted
+    /// after the prompt replaces it: `_prepare_generated_length`).
+    let maxLength: Int, minLength: Int
+    /// The length at which `begin_suppress_tokens` act: the first new token, or the second after
+    /// a forced BOS on a one-token prompt.
+    let beginIndex: Int
+    /// `sequence_bias`, and `bad_words_ids` as biases of −∞ (without a lone EOS id), in
+    /// transformers' order (`LogitsProcessing.biasOrder`).
+    private let biases: [GenerationConfig.SequenceBias], badWords: [GenerationConfig.SequenceBias]
+    /// Per row: the prompt's tokens and its n-grams, for the encoder processors.
+    private let promptTokens: [Set<Int>], promptNGrams: [[[Int]: [Int]]]
 
-    init(config: GenerationConfig, eos: [Int], promptLength: Int, budget: Int) {
+    init(config: GenerationConfig, eos: [Int], prompts: [[Int]], budget: Int) {
         self.config = config
         self.eos = eos
+        self.prompts = prompts
+        let promptLength = prompts.map(\.count).max() ?? 0
         self.promptLength = promptLength
-        self.maxLength = promptLength + budget
-        biases = Dictionary(config.sequenceBias.map { ($0.tokens, $0.bias) }, uniquingKeysWith: { $1 })
+        maxLength = promptLength + budget
+        minLength = config.minNewTokens.map { $0 + promptLength } ?? config.minLength
+        beginIndex = promptLength > 1 || config.forcedBOSTokenID == nil ? promptLength : promptLength + 1
+        biases = LogitsProcessing.biasOrder(config.sequenceBias)
         let banned = (config.badWordsIDs ?? []).filter { words in !eos.contains { [$0] == words } }
-        badWords = Dictionary(banned.map { ($0, -Float.infinity) }, uniquingKeysWith: { $1 })
+        badWords = LogitsProcessing.biasOrder(banned.map { .init(tokens: $0, bias: -.infinity) })
+        promptTokens = config.encoderRepetitionPenalty == 1 ? [] : prompts.map(Set.init)
+        promptNGrams = prompts.map { LogitsProcessing.nGrams($0, size: config.encoderNoRepeatNGramSize) }
     }
 
-    /// The processed scores `[v]` of a row whose tokens are `tokens` (its prompt without padding,
-    /// then `newTokens` generated ones); `seen` holds the same tokens as a set.
-    func callAsFunction(_ scores: [Float], tokens: [Int], seen: Set<Int>, newTokens: Int) -> [Float] {
+    /// The processed scores `[v]` of row `row`, whose tokens are `tokens` (its prompt as in
+    /// `prompts`, then its new tokens); `seen` holds them without the padding.
+    func callAsFunction(_ scores: [Float], row: Int, tokens: [Int], seen: Set<Int>) -> [Float] {
+        let newTokens = tokens.count - prompts[row].count
         let length = promptLength + newTokens  // transformers' cur_len
         var scores = scores
         if !biases.isEmpty { LogitsProcessing.sequenceBias(&scores, tokens: tokens, biases: biases) }
+        if !promptTokens.isEmpty {
+            LogitsProcessing.encoderRepetitionPenalty(&scores, prompt: promptTokens[row], penalty: config.encoderRepetitionPenalty)
+        }
         LogitsProcessing.repetitionPenalty(&scores, seen: seen, penalty: config.repetitionPenalty)
         LogitsProcessing.noRepeatNGram(&scores, tokens: tokens, size: config.noRepeatNGramSize)
+        let size = config.encoderNoRepeatNGramSize
+        LogitsProcessing.encoderNoRepeatNGram(&scores, tokens: tokens, size: size, promptNGrams: promptNGrams[row])
         if !badWords.isEmpty { LogitsProcessing.sequenceBias(&scores, tokens: tokens, biases: badWords) }
-        // min_new_tokens replaces min_length (transformers' `_prepare_generated_length`).
-        if length < config.minNewTokens.map({ $0 + promptLength }) ?? config.minLength { LogitsProcessing.suppress(&scores, eos) }
+        if length < minLength { LogitsProcessing.suppress(&scores, eos) }
         if let bos = config.forcedBOSTokenID, length == 1 { LogitsProcessing.force(&scores, [bos]) }
         if let forced = config.forcedEOSTokenIDs, length == maxLength - 1 { LogitsProcessing.force(&scores, forced) }
         if config.removeInvalidValues { LogitsProcessing.removeInvalidValues(&scores) }
@@ -245,7 +308,6 @@ struct LogitsProcessorList {
             LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: length - penalty.start - promptLength)
         }
         LogitsProcessing.suppress(&scores, config.suppressTokens)
-        let beginIndex = promptLength > 1 || config.forcedBOSTokenID == nil ? promptLength : promptLength + 1
         if length == beginIndex { LogitsProcessing.suppress(&scores, config.beginSuppressTokens) }
         guard config.doSample else { return scores }
         LogitsProcessing.temperature(&scores, config.temperature)

@@ -15,6 +15,19 @@ enum ProcessorGoldens {
     }()
     static var generateCases: [[String: Any]] { file["generate"] as? [[String: Any]] ?? [] }
     static var warperRows: [[String: Any]] { file["warpers"] as? [[String: Any]] ?? [] }
+    static var processorCases: [[String: Any]] { file["processors"] as? [[String: Any]] ?? [] }
+
+    /// A row of scores as the script writes it: numbers, and "nan", "inf", "-inf".
+    static func scores(_ row: Any) -> [Float] {
+        (row as! [Any]).map { value in
+            switch value as? String {
+            case "nan": .nan
+            case "inf": .infinity
+            case "-inf": -.infinity
+            default: (value as! NSNumber).floatValue
+            }
+        }
+    }
 
     /// `settings` read back the way a model folder's file is read.
     static func config(_ settings: Any, name: String) throws -> GenerationConfig {
@@ -31,6 +44,7 @@ struct ProcessorTests {
     func goldensPresent() {
         #expect(ProcessorGoldens.generateCases.count == 26)
         #expect(ProcessorGoldens.warperRows.count == 6)
+        #expect(ProcessorGoldens.processorCases.count == 22)
     }
 
     @Test("greedy generations with min length, n-gram, bad-word, bias, suppression, forcing and length-penalty settings equal transformers'",
@@ -45,8 +59,41 @@ struct ProcessorTests {
         let generator = Generator(model: try Mamba2ForCausalLM(directory: modelFixtures.appendingPathComponent(fixture)))
         let result = try generator.generate(ids, attentionMask: mask, config: config)
         #expect(result.tokens == expected, "\(fixture) \(name)")
-        // The settings matter: without them transformers generates something else.
-        #expect(expected != golden["unconstrained"] as! [[Int]])
+        // The settings matter: without them transformers, and this package, generate something else.
+        let plainConfig = try ProcessorGoldens.config(golden["unconstrained_settings"]!, name: name)
+        let plain = try generator.generate(ids, attentionMask: mask, config: plainConfig)
+        #expect(plain.tokens == golden["unconstrained"] as! [[Int]] && plain.tokens != expected, "\(fixture) \(name)")
+    }
+
+    @Test("one step of each processor on a padded batch part-way through generating gives transformers' scores bit for bit",
+          arguments: ProcessorGoldens.processorCases.indices)
+    func processors(index: Int) throws {
+        let golden = ProcessorGoldens.processorCases[index]
+        let name = golden["name"] as! String
+        let config = try ProcessorGoldens.config(golden["settings"]!, name: name)
+        let prompts = golden["prompt"] as! [[Int]], mask = golden["attention_mask"] as! [[Int]], new = golden["new"] as! [[Int]]
+        let processors = LogitsProcessorList(config: config, eos: config.eosTokenIDs ?? [], prompts: prompts, budget: config.maxNewTokens!)
+        for row in prompts.indices {
+            let real = zip(prompts[row], mask[row]).filter { $0.1 == 1 }.map(\.0) + new[row]
+            let processed = processors(ProcessorGoldens.scores((golden["scores"] as! [Any])[row]), row: row,
+                                       tokens: prompts[row] + new[row], seen: Set(real))
+            let expected = ProcessorGoldens.scores((golden["expected"] as! [Any])[row])
+            let differing = processed.indices.filter {
+                processed[$0].bitPattern != expected[$0].bitPattern && !(processed[$0].isNaN && expected[$0].isNaN)
+            }.prefix(8)
+            #expect(differing.isEmpty,
+                    "\(name) row \(row): tokens \(differing) got \(differing.map { processed[$0] }) expected \(differing.map { expected[$0] })")
+        }
+    }
+
+    @Test("an unset max_length gives 20 new tokens whatever the prompt's length; a set one counts the prompt")
+    func lengthBudget() throws {
+        var config = GenerationConfig()
+        #expect(config.newTokenBudget(promptLength: 30) == 20)
+        config.maxLength = 64
+        #expect(config.newTokenBudget(promptLength: 30) == 34 && config.newTokenBudget(promptLength: 70) == 0)
+        config.maxNewTokens = 5
+        #expect(config.newTokenBudget(promptLength: 30) == 5)
     }
 
     @Test("the continuous batcher applies the same processors as generate")
@@ -64,6 +111,13 @@ struct ProcessorTests {
         #expect(text == (try generator.tokenizer!.decode(solo.tokens[0], skipSpecialTokens: true)))
         let plain = try generator.generate([ids], config: generator.defaults.overriding(maxNewTokens: 40, doSample: false))
         #expect(plain.tokens[0] != solo.tokens[0], "the settings change the text")
+        var timed = generator.defaults.overriding(maxNewTokens: 40)
+        timed.maxTime = 0
+        var finish: BatchedEvent?
+        for try await event in try batcher.submit(BatchedRequest(promptIDs: ids, config: timed)) {
+            if case .finished = event { finish = event }
+        }
+        #expect(finish == .finished(.length, promptTokens: ids.count, completionTokens: 1))
         await batcher.shutdown(grace: 1)
     }
 
@@ -74,8 +128,8 @@ struct ProcessorTests {
         let scores = (row["scores"] as! [Any]).map { ($0 as? NSNumber)?.floatValue ?? -.infinity }
         for testCase in row["cases"] as! [[String: Any]] {
             let config = try ProcessorGoldens.config(testCase["settings"]!, name: "warper")
-            let processors = LogitsProcessorList(config: config, eos: [], promptLength: 1, budget: 1)
-            let processed = processors(scores, tokens: [0], seen: [0], newTokens: 0)
+            let processors = LogitsProcessorList(config: config, eos: [], prompts: [[0]], budget: 1)
+            let processed = processors(scores, row: 0, tokens: [0], seen: [0])
             let kept = processed.indices.filter { processed[$0] != -.infinity }
             #expect(kept == testCase["kept"] as! [Int], "\(row["name"]!) \(testCase["name"]!) \(testCase["settings"]!)")
         }
@@ -106,26 +160,34 @@ struct ProcessorTests {
         #expect(result.finishReasons == [.length, .length])
     }
 
-    @Test("settings that select another search are refused by name; their off values are accepted",
+    @Test("settings that select another search are refused by name when generating; off values, or removing them, are accepted",
           arguments: [("num_beams", "4"), ("num_beam_groups", "2"), ("num_return_sequences", "3"), ("penalty_alpha", "0.6"),
                       ("guidance_scale", "1.5"), ("top_h", "0.3"), ("dola_layers", "\"high\""), ("watermarking_config", "{}"),
                       ("constraints", "[]"), ("force_words_ids", "[[1]]"), ("token_healing", "true")])
     func unsupported(key: String, value: String) throws {
         let url = scratchURL("unsupported-\(key).json")
-        try Data("{\"do_sample\": false, \"\(key)\": \(value)}".utf8).write(to: url)
-        #expect(throws: GenerationError.unsupportedSetting(file: url.path, name: key, value: "\(try valueDescription(value))")) {
-            try GenerationConfig(file: url)
-        }
+        // Sampling for top_h (it acts only then), greedy for the others (penalty_alpha's mode).
+        try Data("{\"do_sample\": \(key == "top_h"), \"\(key)\": \(value)}".utf8).write(to: url)
+        var config = try GenerationConfig(file: url)
+        #expect(throws: GenerationError.unsupportedSetting(file: url.path, name: key, value: value)) { try config.validate() }
+        config.unsupported.removeAll { $0.name == key }
+        try config.validate()
         let off = ["num_beams": "1", "num_beam_groups": "1", "num_return_sequences": "1", "penalty_alpha": "0", "guidance_scale": "1",
                    "token_healing": "false"][key] ?? "null"
         try Data("{\"\(key)\": \(off)}".utf8).write(to: url)
-        _ = try GenerationConfig(file: url)
+        try GenerationConfig(file: url).validate()
     }
 
-    /// How the refusal prints a JSON value: as Foundation reads it.
-    private func valueDescription(_ json: String) throws -> String {
-        let object = try JSONSerialization.jsonObject(with: Data("{\"v\": \(json)}".utf8)) as! [String: Any]
-        return "\(object["v"]!)"
+    @Test("penalty_alpha acts only in greedy decoding with top-k > 1, top_h only when sampling")
+    func modeSettings() throws {
+        let url = scratchURL("modes.json")
+        try Data("{\"do_sample\": true, \"penalty_alpha\": 0.6, \"top_h\": 0.4}".utf8).write(to: url)
+        var config = try GenerationConfig(file: url)
+        #expect(throws: GenerationError.unsupportedSetting(file: url.path, name: "top_h", value: "0.4")) { try config.validate() }
+        config.doSample = false
+        #expect(throws: GenerationError.unsupportedSetting(file: url.path, name: "penalty_alpha", value: "0.6")) { try config.validate() }
+        config.topK = 1
+        try config.validate()
     }
 
     @Test("malformed processor settings in a file name the key", arguments: [
@@ -155,8 +217,9 @@ struct ProcessorTests {
             ("bad_words_ids", { $0.badWordsIDs = [[]] }), ("bad_words_ids", { $0.badWordsIDs = [[3, 50]] }),
             ("sequence_bias", { $0.sequenceBias = [.init(tokens: [-1], bias: 1)] }), ("suppress_tokens", { $0.suppressTokens = [50] }),
             ("forced_eos_token_id", { $0.forcedEOSTokenIDs = [] }), ("forced_bos_token_id", { $0.forcedBOSTokenID = 99 }),
-            ("exponential_decay_length_penalty", { $0.exponentialDecayLengthPenalty = .init(start: -1, factor: 1.1) }),
-            ("max_time", { $0.maxTime = 0 }),
+            ("exponential_decay_length_penalty", { $0.exponentialDecayLengthPenalty = .init(start: 2, factor: .infinity) }),
+            ("max_time", { $0.maxTime = -1 }), ("encoder_repetition_penalty", { $0.encoderRepetitionPenalty = 0 }),
+            ("encoder_no_repeat_ngram_size", { $0.encoderNoRepeatNGramSize = -1 }),
         ]
         for (name, change) in cases {
             var config = GenerationConfig()
