@@ -12,7 +12,8 @@ public enum GenerationError: Error, Equatable, CustomStringConvertible {
         case let .invalidSetting(name, reason): "invalid generation setting '\(name)': \(reason)"
         case let .malformedFile(file, reason): "\(file): \(reason)"
         case let .unsupportedSetting(file, name, value):
-            "\(file): \(name) = \(value) selects a kind of generation this package does not implement (greedy and sampled decoding only)"
+            "\(file): \(name) = \(value) selects a kind of generation this package does not implement (it does greedy and sampled"
+                + " decoding); remove it from the file, or from the config's `unsupported` settings, to generate without it"
         case let .stateMismatch(file, reason): "\(file): state does not fit: \(reason)"
         case let .invalidInput(reason): "invalid input: \(reason)"
         }

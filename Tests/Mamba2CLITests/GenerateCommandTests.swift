@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("mamba2 generate")
 struct GenerateCommandTests {
@@ -47,6 +48,16 @@ struct GenerateCommandTests {
         let bigrams = zip(tokens, tokens.dropFirst()).map { [$0, $1] }
         #expect(Set(bigrams).count == bigrams.count, "a bigram repeats: \(tokens)")
         #expect(output.results[0].ids.count == 24 && output.results[0].ids != plain.results[0].ids)
+    }
+
+    @Test("a generation_config.json that asks for beam search is refused by name, on one line")
+    func unsupportedSetting() throws {
+        let folder = scratchURL("beam-search-model")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("g1-tied"), to: folder)
+        try Data(#"{"num_beams": 4, "do_sample": false}"#.utf8).write(to: folder.appendingPathComponent("generation_config.json"))
+        let result = try runMamba2(["generate", "--model", folder.path, "--prompt-ids", "1,2"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("num_beams = 4 selects") && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
     }
 
     @Test("a seeded sample repeats; a saved state continues the uninterrupted run")
