@@ -96,6 +96,11 @@ public struct GenerationConfig: Sendable, Equatable {
         /// The value when it is a number, for the settings that act only in some modes.
         var number: Double?
 
+        public init(file: String, name: String, value: String) {
+            (self.file, self.name, self.value) = (file, name, value)
+            number = Double(value)
+        }
+
         /// Whether it changes what `config` generates: contrastive search's `penalty_alpha` acts
         /// only in greedy decoding with top-k > 1, `top_h` only when sampling.
         func acts(in config: GenerationConfig) -> Bool {
@@ -219,8 +224,13 @@ public struct GenerationConfig: Sendable, Equatable {
         ]
     }
 
-    /// Throws for token ids this config names that a `vocabularySize`-token model cannot score.
-    func validate(vocabularySize: Int) throws {
+    /// Throws for token ids this config names that a `vocabularySize`-token model cannot score,
+    /// and, as transformers does, for a `max_length` the (padded) prompt already reaches.
+    func validate(vocabularySize: Int, promptLength: Int) throws {
+        if maxNewTokens == nil, let maxLength, promptLength >= maxLength {
+            throw GenerationError.invalidSetting(
+                name: "max_length", reason: "is \(maxLength) and the prompt already has \(promptLength) tokens: set max_new_tokens or a larger max_length")
+        }
         for (name, ids) in namedTokenIDs {
             if let outside = ids.first(where: { $0 >= vocabularySize }) {
                 throw GenerationError.invalidSetting(name: name, reason: "token id \(outside) is outside the model's \(vocabularySize)-token vocabulary")
@@ -288,7 +298,7 @@ extension GenerationConfig {
             guard let value = fields[key], !(value is NSNull), !isOff(value) else { continue }
             let text = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]))
                 .flatMap { String(data: $0, encoding: .utf8) } ?? "\(value)"
-            unsupported.append(UnsupportedSetting(file: url.path, name: key, value: text, number: (value as? NSNumber)?.doubleValue))
+            unsupported.append(UnsupportedSetting(file: url.path, name: key, value: text))
         }
         maxNewTokens = try integer("max_new_tokens")
         maxLength = try integer("max_length")

@@ -127,7 +127,7 @@ public struct Generator: Sendable {
     ) throws -> GenerationResult {
         let config = config ?? defaults
         try config.validate()
-        try config.validate(vocabularySize: model.config.vocabSize)
+        try config.validate(vocabularySize: model.config.vocabSize, promptLength: inputIDs.first?.count ?? 0)
         let start = DispatchTime.now()
         let session = try prefill(inputIDs, attentionMask: attentionMask)
         let prefillSeconds = Self.seconds(since: start)
@@ -145,8 +145,9 @@ public struct Generator: Sendable {
     ) throws -> GenerationResult {
         let config = config ?? defaults
         try config.validate()
-        try config.validate(vocabularySize: model.config.vocabSize)
-        let budget = config.newTokenBudget(promptLength: session.history.map(\.count).max() ?? 0)
+        let promptLength = session.history.map(\.count).max() ?? 0
+        try config.validate(vocabularySize: model.config.vocabSize, promptLength: promptLength)
+        let budget = config.newTokenBudget(promptLength: promptLength)
         return try generate(from: session, prompts: session.history, budget: budget, config: config, started: .now(), onToken: onToken)
     }
 
@@ -233,7 +234,8 @@ public struct Generator: Sendable {
     public func encode(_ prompts: [String]) throws -> BatchEncoding {
         guard let tokenizer else { throw GenerationError.invalidInput("text prompts need a tokenizer, and this model folder has none") }
         guard !prompts.isEmpty else { throw GenerationError.invalidInput("no prompts") }
-        // A tokenizer without a pad token pads with the model's (any id works under the mask).
+        // transformers pads with the tokenizer's pad token; one without pads with the model's. The
+        // mask hides it from the model, not from the processors that see the padding.
         let encodings = try prompts.map { try tokenizer.encode($0).ids }
         return BatchEncoding(padding: encodings, with: tokenizer.padTokenID ?? defaults.padTokenID ?? 0)
     }

@@ -99,12 +99,12 @@ public enum LogitsProcessing {
     /// token's biases are summed in `biases`' order before they are added, as transformers does.
     public static func sequenceBias(_ scores: inout [Float], tokens: [Int], biases: [GenerationConfig.SequenceBias]) {
         var total: [Int: Float] = [:]
-        for entry in biases {
+        for entry in biases where !entry.tokens.isEmpty {
             let prefix = entry.tokens.dropLast()
             guard prefix.count <= tokens.count, tokens.suffix(prefix.count).elementsEqual(prefix) else { continue }
             total[entry.tokens.last!, default: 0] += entry.bias
         }
-        for (token, bias) in total where token < scores.count { scores[token] += bias }
+        for (token, bias) in total where scores.indices.contains(token) { scores[token] += bias }
     }
 
     /// transformers' order of `sequence_bias` entries: one per sequence (the last given wins, at
@@ -156,19 +156,19 @@ public enum LogitsProcessing {
         let prefix = tokens.suffix(n - 1)
         for start in 0...(tokens.count - n) where tokens[start..<(start + n - 1)].elementsEqual(prefix) {
             let banned = tokens[start + n - 1]
-            if banned < scores.count { scores[banned] = -.infinity }
+            if scores.indices.contains(banned) { scores[banned] = -.infinity }
         }
     }
 
     /// Sets `tokens` to −∞ (`SuppressTokensLogitsProcessor`; the EOS ids of `MinLength…`).
     public static func suppress(_ scores: inout [Float], _ tokens: [Int]) {
-        for token in tokens where token < scores.count { scores[token] = -.infinity }
+        for token in tokens where scores.indices.contains(token) { scores[token] = -.infinity }
     }
 
     /// `ForcedBOS…`/`ForcedEOSTokenLogitsProcessor`: every score −∞ but `tokens`' 0.
     public static func force(_ scores: inout [Float], _ tokens: [Int]) {
         for index in scores.indices { scores[index] = -.infinity }
-        for token in tokens where token < scores.count { scores[token] = 0 }
+        for token in tokens where scores.indices.contains(token) { scores[token] = 0 }
     }
 
     /// `InfNanRemoveLogitsProcessor`: NaN becomes 0 and ±∞ the largest finite values.
@@ -187,7 +187,7 @@ public enum LogitsProcessing {
     /// gains |score| · (factor^steps − 1).
     public static func exponentialDecay(_ scores: inout [Float], eos: [Int], factor: Double, steps: Int) {
         let growth = Float(pow(factor, Double(steps)) - 1)
-        for token in eos where token < scores.count && scores[token].isFinite { scores[token] += abs(scores[token]) * growth }
+        for token in eos where scores.indices.contains(token) && scores[token].isFinite { scores[token] += abs(scores[token]) * growth }
     }
 
     /// `TypicalLogitsWarper`: keeps the tokens whose surprisal is closest to the entropy, in that
@@ -275,8 +275,10 @@ struct LogitsProcessorList {
         self.prompts = prompts
         let promptLength = prompts.map(\.count).max() ?? 0
         self.promptLength = promptLength
-        maxLength = promptLength + budget
-        minLength = config.minNewTokens.map { $0 + promptLength } ?? config.minLength
+        // Saturating: a budget or a minimum of Int.max means "no limit", not a trap.
+        func sum(_ a: Int, _ b: Int) -> Int { a.addingReportingOverflow(b).overflow ? .max : a + b }
+        maxLength = sum(promptLength, budget)
+        minLength = config.minNewTokens.map { sum($0, promptLength) } ?? config.minLength
         beginIndex = promptLength > 1 || config.forcedBOSTokenID == nil ? promptLength : promptLength + 1
         biases = LogitsProcessing.biasOrder(config.sequenceBias)
         let banned = (config.badWordsIDs ?? []).filter { words in !eos.contains { [$0] == words } }
@@ -304,8 +306,10 @@ struct LogitsProcessorList {
         if let bos = config.forcedBOSTokenID, length == 1 { LogitsProcessing.force(&scores, [bos]) }
         if let forced = config.forcedEOSTokenIDs, length == maxLength - 1 { LogitsProcessing.force(&scores, forced) }
         if config.removeInvalidValues { LogitsProcessing.removeInvalidValues(&scores) }
-        if let penalty = config.exponentialDecayLengthPenalty, length > penalty.start + promptLength {
-            LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: length - penalty.start - promptLength)
+        // newTokens − start, saturated: a start far below 0 is "from the first token on".
+        if let penalty = config.exponentialDecayLengthPenalty {
+            let (steps, overflow) = newTokens.subtractingReportingOverflow(penalty.start)
+            if overflow || steps > 0 { LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: overflow ? .max : steps) }
         }
         LogitsProcessing.suppress(&scores, config.suppressTokens)
         if length == beginIndex { LogitsProcessing.suppress(&scores, config.beginSuppressTokens) }

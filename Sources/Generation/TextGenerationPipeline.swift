@@ -21,8 +21,10 @@ public struct TextGenerationPipeline: Sendable {
         self.generator = generator
     }
 
-    /// Generates after each prompt (as one left-padded batch). Unset arguments take the model's
-    /// generation config. With `returnFullText` the prompt is included, as transformers does.
+    /// Generates after each prompt, one at a time as transformers' pipeline does by default (no
+    /// padding for the logits processors to see). Unset arguments take the model's generation
+    /// config; a seed gives prompt i the seed + i. With `returnFullText` the prompt is included,
+    /// as transformers does.
     public func callAsFunction(
         _ prompts: [String],
         maxNewTokens: Int? = nil, doSample: Bool? = nil, temperature: Float? = nil, topK: Int? = nil,
@@ -32,9 +34,10 @@ public struct TextGenerationPipeline: Sendable {
         let config = generator.defaults.overriding(
             maxNewTokens: maxNewTokens, doSample: doSample, temperature: temperature, topK: topK, topP: topP, minP: minP,
             repetitionPenalty: repetitionPenalty, stopStrings: stopStrings, seed: seed)
-        let batch = try generator.encode(prompts)
-        let result = try generator.generate(batch.inputIDs, attentionMask: batch.attentionMask, config: config)
-        return try zip(prompts, result.tokens).map { prompt, tokens in
+        return try prompts.enumerated().map { index, prompt in
+            var config = config
+            config.seed = config.seed.map { $0 &+ UInt64(index) }
+            let tokens = try generator.generate(generator.encode([prompt]).inputIDs, config: config).tokens[0]
             let text = try generator.tokenizer!.decode(tokens, skipSpecialTokens: true, skipUnknownIDs: true)
             return returnFullText ? prompt + text : text
         }

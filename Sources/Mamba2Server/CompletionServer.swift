@@ -68,6 +68,11 @@ public final class CompletionServer: Sendable {
         guard options.ssmStateDType == .float32 || options.ssmStateDType == .bfloat16 else {
             throw GenerationError.invalidSetting(name: "ssmStateDType", reason: "must be F32 or BF16, got \(options.ssmStateDType.rawValue)")
         }
+        // Every request builds on the folder's settings: one the package cannot honour is the
+        // server's to refuse, at start, not each client's.
+        if let setting = generator.defaults.unsupported.first {
+            throw GenerationError.unsupportedSetting(file: setting.file, name: setting.name, value: setting.value)
+        }
         var generator = generator
         generator.model.ssmStateDType = options.ssmStateDType
         self.options = options

@@ -148,6 +148,28 @@ struct ProcessorTests {
         #expect(!scores.contains(-.infinity))
     }
 
+    @Test("extreme settings saturate instead of trapping; negative EOS ids are passed over")
+    func extremes() {
+        var config = GenerationConfig()
+        config.minNewTokens = .max
+        config.eosTokenIDs = [-1, 3]
+        config.exponentialDecayLengthPenalty = .init(start: .min, factor: 1.01)
+        config.forcedEOSTokenIDs = [-5]
+        let processors = LogitsProcessorList(config: config, eos: [-1, 3], prompts: [[1, 2]], budget: .max)
+        let scores = processors([0.5, -1, 2, 4, 1], row: 0, tokens: [1, 2, 7], seen: [1, 2, 7])
+        #expect(scores[3] == -.infinity && scores.filter { $0 == -.infinity }.count == 1)
+    }
+
+    @Test("a max_length the prompt already reaches is an error, as in transformers")
+    func maxLengthReached() throws {
+        let generator = Generator(model: try Mamba2ForCausalLM(directory: modelFixtures.appendingPathComponent("g1-tied")))
+        var config = GenerationConfig()
+        config.maxLength = 3
+        #expect(throws: GenerationError.self) { try generator.generate([[4, 5, 6]], config: config) }
+        config.maxLength = 5
+        #expect(try generator.generate([[4, 5, 6]], config: config).tokens[0].count <= 2)
+    }
+
     @Test("max_time stops every row after the token that passes it")
     func maxTime() throws {
         let generator = Generator(model: try Mamba2ForCausalLM(directory: modelFixtures.appendingPathComponent("g1-tied")))

@@ -19,6 +19,16 @@ struct ServerTests {
         }
     }
 
+    @Test func aFolderSettingThePackageCannotHonourIsRefusedAtStart() throws {
+        let shared = try sharedGenerator()
+        var defaults = shared.defaults
+        defaults.unsupported = [.init(file: "generation_config.json", name: "num_beams", value: "4")]
+        let generator = Generator(model: shared.model, tokenizer: shared.tokenizer, defaults: defaults)
+        #expect(throws: GenerationError.unsupportedSetting(file: "generation_config.json", name: "num_beams", value: "4")) {
+            try CompletionServer(generator: generator, hasChatTemplate: false, options: ServerOptions(port: 0, modelID: "mamba2-pycode"))
+        }
+    }
+
     @Test func healthModelsAndUnknownRoutes() async throws {
         let running = try await RunningServer.start()
         let health = try await HTTP.send("GET", "/health", port: running.port)
