@@ -187,7 +187,9 @@ public enum LogitsProcessing {
     /// gains |score| · (factor^steps − 1).
     public static func exponentialDecay(_ scores: inout [Float], eos: [Int], factor: Double, steps: Int) {
         let growth = Float(pow(factor, Double(steps)) - 1)
-        for token in eos where scores.indices.contains(token) && scores[token].isFinite { scores[token] += abs(scores[token]) * growth }
+        for token in eos where scores.indices.contains(token) && scores[token].isFinite {
+            scores[token] += abs(scores[token]) * growth
+        }
     }
 
     /// `TypicalLogitsWarper`: keeps the tokens whose surprisal is closest to the entropy, in that
@@ -309,7 +311,9 @@ struct LogitsProcessorList {
         // newTokens − start, saturated: a start far below 0 is "from the first token on".
         if let penalty = config.exponentialDecayLengthPenalty {
             let (steps, overflow) = newTokens.subtractingReportingOverflow(penalty.start)
-            if overflow || steps > 0 { LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: overflow ? .max : steps) }
+            if overflow || steps > 0 {
+                LogitsProcessing.exponentialDecay(&scores, eos: eos, factor: penalty.factor, steps: overflow ? .max : steps)
+            }
         }
         LogitsProcessing.suppress(&scores, config.suppressTokens)
         if length == beginIndex { LogitsProcessing.suppress(&scores, config.beginSuppressTokens) }
