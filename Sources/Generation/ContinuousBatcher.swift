@@ -123,7 +123,6 @@ public final class ContinuousBatcher: @unchecked Sendable {
         guard let budget = request.config.maxNewTokens, budget >= 1 else {
             throw GenerationError.invalidSetting(name: "max_new_tokens", reason: "a batched request needs a budget ≥ 1")
         }
-        try request.config.validate()
         try request.config.validate(vocabularySize: generator.model.config.vocabSize, promptLength: request.promptIDs.count)
         guard !request.promptIDs.isEmpty else { throw GenerationError.invalidInput("the prompt has no tokens") }
         let vocabulary = generator.model.config.vocabSize

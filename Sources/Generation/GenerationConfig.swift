@@ -224,9 +224,10 @@ public struct GenerationConfig: Sendable, Equatable {
         ]
     }
 
-    /// Throws for token ids this config names that a `vocabularySize`-token model cannot score,
-    /// and, as transformers does, for a `max_length` the (padded) prompt already reaches.
+    /// `validate()`, then for this model and prompt: token ids a `vocabularySize`-token model
+    /// cannot score, and, as transformers does, a `max_length` the (padded) prompt already reaches.
     func validate(vocabularySize: Int, promptLength: Int) throws {
+        try validate()
         if maxNewTokens == nil, let maxLength, promptLength >= maxLength {
             throw GenerationError.invalidSetting(
                 name: "max_length", reason: "is \(maxLength) and the prompt already has \(promptLength) tokens: set max_new_tokens or a larger max_length")
@@ -369,7 +370,8 @@ extension GenerationConfig {
     /// the values that leave it off. One a file turns on goes to `unsupported`: generating without
     /// it would not be what transformers generates. Beam search's length settings, outputs,
     /// caches, `renormalize_logits` (log-softmax: the same arg-max and distribution) and assisted
-    /// decoding (`prompt_lookup_num_tokens`, `assistant_*`: the same greedy tokens) change
+    /// decoding (`prompt_lookup_num_tokens`, `assistant_*`, `speculation_type`, `use_mtp`: the
+    /// same greedy tokens) change
     /// nothing that greedy or sampled decoding here would generate, and are passed over.
     static let otherSearchSettings: [(key: String, isOff: @Sendable (Any) -> Bool)] = [
         ("num_beams", { ($0 as? NSNumber)?.doubleValue == 1 }),

@@ -126,12 +126,12 @@ public struct Generator: Sendable {
         onToken: (_ row: Int, _ token: Int) throws -> Void = { _, _ in }
     ) throws -> GenerationResult {
         let config = config ?? defaults
-        try config.validate()
-        try config.validate(vocabularySize: model.config.vocabSize, promptLength: inputIDs.first?.count ?? 0)
+        let promptLength = inputIDs.first?.count ?? 0  // rows are padded to one length
+        try config.validate(vocabularySize: model.config.vocabSize, promptLength: promptLength)
         let start = DispatchTime.now()
         let session = try prefill(inputIDs, attentionMask: attentionMask)
         let prefillSeconds = Self.seconds(since: start)
-        let budget = config.newTokenBudget(promptLength: inputIDs.first?.count ?? 0)
+        let budget = config.newTokenBudget(promptLength: promptLength)
         var result = try generate(from: session, prompts: inputIDs, budget: budget, config: config, started: start, onToken: onToken)
         result.promptTokens = session.history.map(\.count).reduce(0, +)
         result.prefillSeconds = prefillSeconds
@@ -144,7 +144,6 @@ public struct Generator: Sendable {
         onToken: (_ row: Int, _ token: Int) throws -> Void = { _, _ in }
     ) throws -> GenerationResult {
         let config = config ?? defaults
-        try config.validate()
         let promptLength = session.history.map(\.count).max() ?? 0
         try config.validate(vocabularySize: model.config.vocabSize, promptLength: promptLength)
         let budget = config.newTokenBudget(promptLength: promptLength)
