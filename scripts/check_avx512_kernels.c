@@ -1,7 +1,7 @@
 // Runs the AVX-512 kernels of Sources/CKernels on any x86-64 machine with AVX2, against the
-// portable C ones, through SIMDe's emulated AVX-512 intrinsics (Debian: libsimde-dev). This
-// project's development machine has no AVX-512, so its AVX-512 and VNNI kernels are otherwise
-// run only by the tests on machines that have them. scripts/check-avx512-kernels.sh builds and
+// portable C ones, through SIMDe's emulated AVX-512 intrinsics (Debian: libsimde-dev), for
+// machines without AVX-512 (as the AMD machine this project was first developed on), where the
+// tests cannot reach those kernels; on machines with AVX-512 the tests run them natively. scripts/check-avx512-kernels.sh builds and
 // runs it; it prints each check and exits 1 if any differs beyond its tolerance.
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>

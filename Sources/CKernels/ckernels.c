@@ -645,11 +645,12 @@ static CK_AVX512 void gemv_bf16_avx512(const float *x, int64_t k, const void *w,
             }                                                                                                    \
         }                                                                                                        \
         for (int64_t j = j0 + 8 * eighth; j < j1; j++) {                                                         \
-            __m512 acc = _mm512_setzero_ps();                                                                    \
-            for (int64_t c = 0; c < k32; c += 32)                                                                \
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), LOAD(w, j * ldw + c + 16),                    \
-                                      _mm512_fmadd_ps(_mm512_loadu_ps(x + c), LOAD(w, j * ldw + c), acc));       \
-            float sum = _mm512_reduce_add_ps(acc);                                                               \
+            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                                       \
+            for (int64_t c = 0; c < k32; c += 32) {                                                              \
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), LOAD(w, j * ldw + c), acc0);                      \
+                acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), LOAD(w, j * ldw + c + 16), acc1);            \
+            }                                                                                                    \
+            float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));                                         \
             for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                  \
             y[j] = sum + (bias ? bias[j] : 0.0f);                                                                \
         }                                                                                                        \
@@ -949,8 +950,8 @@ CK_INLINE CK_AVX2 void q8_row_four_inputs_avx2(const int8_t *xq, const float *xs
 // block, so 32-bit lane i of the sums belongs to block i % 4 as in the AVX2 kernel (lanes i, i + 4,
 // i + 8, i + 12 alike). vpdpbusd multiplies unsigned bytes by signed ones and adds each four
 // products into a lane. The weights are made unsigned by flipping their sign bits (w + 128, a
-// stored −128 included), and each lane starts from −128 times the sum of its four x values, once
-// per run for all the rows: Σ (w + 128) · x − 128 · Σ x = Σ w · x, exact (at most
+// stored −128 included), and each lane starts from −128 times the sum of its eight x values (four
+// in each 64-byte half), once per run for all the rows: Σ (w + 128) · x − 128 · Σ x = Σ w · x, exact (at most
 // 8 · 255 · 127 + 8 · 128 · 127 a lane over a run). Two vector instructions per 64 weights
 // (the flip, vpdpbusd) where taking |w| and moving w's sign onto x took four (C harness, rows
 // in L2: 44–50 → 79–86 GB/s on one core of a Xeon with VNNI; the same sums).
@@ -993,7 +994,8 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 // own activations stay in cache; more rows go through in runs of that many. Each input row goes
 // through ROWS (q8_rows_avx2 or q8_rows_vnni: the four weight rows at once, four independent
 // FMA chains, the activation blocks loaded once for all four), except that with FOUR_INPUTS
-// (q8_row_four_inputs_avx2; NULL for VNNI, whose kernel was not measured that way) and rows of
+// (q8_row_four_inputs_avx2; NULL for VNNI, not measured: there each row costs one vpdpbusd per 64
+// weights beside the load and flip, so little is left to share) and rows of
 // CK_Q8_FOUR_INPUTS_MIN_K values or more, each four input rows of a run take the four weight
 // rows one after another, together; the last rows % 4 of a run still go through ROWS. Shorter
 // rows keep ROWS for all: read from memory one at a time they lost (C harness, 768 values:
