@@ -14,6 +14,7 @@ let package = Package(
             name: "Fuzz",
             dependencies: [
                 "FuzzerDriver",
+                .product(name: "Generation", package: "swift-mamba2"),
                 .product(name: "Mamba2", package: "swift-mamba2"),
                 .product(name: "SafeTensors", package: "swift-mamba2"),
                 .product(name: "Tensors", package: "swift-mamba2"),
