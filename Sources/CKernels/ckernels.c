@@ -567,10 +567,10 @@ static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t k, const void *w, int
 // load holds 32 weights, and x is split into its even and odd elements in runs of 32. On the
 // Xeon with AVX-512 (C harness, the 7B shape's projections from memory on two threads, rounds
 // alternating): the AVX2 kernel's four quarter rows 1.0, these four with 512-bit vectors
-// 1.04×, these eight 1.15×. Its memory serves eight streams per core better than four (a plain
-// read of 16 MB slices: 0.91× with four), and 512-bit vectors read rows in L2 at 1.5× the AVX2
-// kernel's rate on one core, which with 256-bit vectors was barely twice what one core gets
-// from memory.
+// 1.04×, these eight 1.15×. The Xeon's memory serves eight streams per core better than four
+// (a plain read of 16 MB slices: 0.91× with four), and 512-bit vectors read rows in L2 at 1.5×
+// the AVX2 kernel's rate on one core, which with 256-bit vectors was barely twice what one
+// core gets from memory.
 static CK_AVX512 void gemv_bf16_avx512(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias,
                                        float *y, int64_t j0, int64_t j1) {
     const int64_t k32 = k & ~(int64_t)31, eighth = (j1 - j0) / 8;
