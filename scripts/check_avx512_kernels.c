@@ -149,14 +149,14 @@ static void check_q8(void) {
         }
 }
 
-// The one-row products (decoding: eight rows from eighths, then the rest one by one) and the
-// block products (prefill: more than CK_GEMV_BATCH rows) in each weight dtype, at `level` (2 or
-// 3) against portable C.
+// The one-row products (decoding: eight rows from eighths, then the rest one by one), the
+// batched ones (passes of up to six rows: 5 in one, 11 in two) and the block products (prefill:
+// more than CK_GEMV_BATCH rows) in each weight dtype, at `level` (2 or 3) against portable C.
 static void check_linear(int level) {
-    const int64_t n = 23, ms[] = {1, 17, 70}, ks[] = {37, 64, 200};
+    const int64_t n = 23, ms[] = {1, 5, 11, 17, 70}, ks[] = {37, 64, 200};
     const char *names[] = {"fp32", "bf16", "fp16"};
     for (int32_t dtype = CK_F32; dtype <= CK_F16; dtype++)
-        for (int mi = 0; mi < 3; mi++)
+        for (int mi = 0; mi < 5; mi++)
             for (int ki = 0; ki < 3; ki++) {
                 const int64_t m = ms[mi], k = ks[ki];
                 float *x = randoms(m * k, -1, 1), *wf = randoms(n * k, -1, 1), *bias = randoms(n, -1, 1);
