@@ -556,116 +556,72 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f32_avx512, gemv_block_f32_avx512, CK_LOA
 CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_bf16_avx512, gemv_block_bf16_avx512, CK_LOAD_BF16, dot_bf16_avx2, CK_BF16, 2)
 CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOAD_F16, dot_f16_avx2, CK_F16, 2)
 
-// bf16: a 256-bit load holds 16 weights; shifting each 32-bit lane left by 16 gives the even ones
-// as fp32, masking the low half gives the odd ones, so x is split into its even and odd elements
-// once per row instead of widening every weight with a shuffle.
-static CK_AVX2 void gemv_bf16_avx2(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias,
-                                   float *y, int64_t j0, int64_t j1) {
-    const int64_t k16 = k & ~(int64_t)15, quarter = (j1 - j0) / 4;
-    const uint16_t *wb = (const uint16_t *)w;
-    const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
-    // x split into even and odd elements: on the stack for every real width (no allocation per
-    // decoded token), on the heap beyond.
-    float stack[8192];
-    float *split = k16 <= 8192 ? stack : (float *)malloc((size_t)k16 * sizeof(float));
-    if (!split) {
-        linear_bf16_avx2(x, k, 1, k, w, ldw, bias, y, 0, j0, j1);
-        return;
-    }
-    for (int64_t c = 0; c < k16; c += 16)
-        for (int i = 0; i < 8; i++) {
-            split[c + i] = x[c + 2 * i];
-            split[c + 8 + i] = x[c + 2 * i + 1];
-        }
-    for (int64_t i = 0; i < quarter; i++) {
-        int64_t rows[4];
-        gemv_quarter_rows(j0, quarter, i, rows);
-        __m256 even[4], odd[4];
-        for (int u = 0; u < 4; u++) even[u] = odd[u] = _mm256_setzero_ps();
-        for (int64_t c = 0; c < k16; c += 16) {
-            const __m256 xe = _mm256_loadu_ps(split + c), xo = _mm256_loadu_ps(split + c + 8);
-            for (int u = 0; u < 4; u++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + rows[u] * ldw + c));
-                even[u] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, even[u]);
-                odd[u] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), xo, odd[u]);
-            }
-        }
-        for (int u = 0; u < 4; u++) {
-            float sum = hsum256(_mm256_add_ps(even[u], odd[u]));
-            for (int64_t c = k16; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);
-            y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);
-        }
-    }
-    for (int64_t j = j0 + 4 * quarter; j < j1; j++) {
-        __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
-        for (int64_t c = 0; c < k16; c += 16) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + j * ldw + c));
-            e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(split + c), e);
-            o = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, high)), _mm256_loadu_ps(split + c + 8), o);
-        }
-        float sum = hsum256(_mm256_add_ps(e, o));
-        for (int64_t c = k16; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);
-        y[j] = sum + (bias ? bias[j] : 0.0f);
-    }
-    if (split != stack) free(split);
-}
-
-// gemv_bf16_avx2 on 512-bit vectors, eight rows at a time, one from each eighth of [j0, j1): a
-// load holds 32 weights, and x is split into its even and odd elements in runs of 32. On the
-// Xeon with AVX-512 (C harness, the 7B shape's projections from memory on two threads, rounds
-// alternating): the AVX2 kernel's four quarter rows 1.0, these four with 512-bit vectors
-// 1.04×, these eight 1.15×. The Xeon's memory serves eight streams per core better than four
+// bf16: a W-bit load holds W / 16 weights; shifting each 32-bit lane left by 16 gives the even
+// ones as fp32, masking the low half gives the odd ones, so x is split into its even and odd
+// elements (in runs of W / 16) once per row instead of widening every weight with a shuffle.
+// ROWS weight rows at a time, one from each ROWS-th part of [j0, j1) (see gemv_quarter_rows).
+// With AVX-512, eight rows: on the Xeon (C harness, the 7B shape's projections from memory on
+// two threads, rounds alternating) the AVX2 kernel's four quarter rows 1.0, four with 512-bit
+// vectors 1.04×, eight 1.15×. The Xeon's memory serves eight streams per core better than four
 // (a plain read of 16 MB slices: 0.91× with four), and 512-bit vectors read rows in L2 at 1.5×
 // the AVX2 kernel's rate on one core, which with 256-bit vectors was barely twice what one
 // core gets from memory.
-static CK_AVX512 void gemv_bf16_avx512(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias,
-                                       float *y, int64_t j0, int64_t j1) {
-    const int64_t k32 = k & ~(int64_t)31, eighth = (j1 - j0) / 8;
-    const uint16_t *wb = (const uint16_t *)w;
-    const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
-    float stack[8192];
-    float *split = k32 <= 8192 ? stack : (float *)malloc((size_t)k32 * sizeof(float));
-    if (!split) {
-        linear_bf16_avx512(x, k, 1, k, w, ldw, bias, y, 0, j0, j1);
-        return;
+#define CK_DEFINE_GEMV_BF16(NAME, TARGET, W, ROWS, HSUM, FALLBACK)                                                      \
+    static TARGET void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,     \
+                            int64_t j0, int64_t j1) {                                                              \
+        enum { LANES = (W) / 32 };                                                                                 \
+        const int64_t kv = k & ~(int64_t)(2 * LANES - 1), part = (j1 - j0) / (ROWS);                               \
+        const uint16_t *wb = (const uint16_t *)w;                                                                  \
+        const __m##W##i high = _mm##W##_set1_epi32((int)0xFFFF0000u);                                              \
+        /* x split into even and odd elements: on the stack for every real width (no allocation  \
+           per decoded token), on the heap beyond. */                                                              \
+        float stack[8192];                                                                                         \
+        float *split = kv <= 8192 ? stack : (float *)malloc((size_t)kv * sizeof(float));                           \
+        if (!split) {                                                                                              \
+            FALLBACK(x, k, 1, k, w, ldw, bias, y, 0, j0, j1);                                                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        for (int64_t c = 0; c < kv; c += 2 * LANES)                                                                \
+            for (int i = 0; i < LANES; i++) {                                                                      \
+                split[c + i] = x[c + 2 * i];                                                                       \
+                split[c + LANES + i] = x[c + 2 * i + 1];                                                           \
+            }                                                                                                      \
+        for (int64_t i = 0; i < part; i++) {                                                                       \
+            int64_t rows[ROWS];                                                                                    \
+            for (int u = 0; u < (ROWS); u++) rows[u] = j0 + u * part + i;                                          \
+            __m##W even[ROWS], odd[ROWS];                                                                          \
+            for (int u = 0; u < (ROWS); u++) even[u] = odd[u] = _mm##W##_setzero_ps();                             \
+            for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                          \
+                const __m##W xe = _mm##W##_loadu_ps(split + c), xo = _mm##W##_loadu_ps(split + c + LANES);         \
+                for (int u = 0; u < (ROWS); u++) {                                                                 \
+                    const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + rows[u] * ldw + c));              \
+                    even[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), xe, even[u]); \
+                    odd[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)), xo, odd[u]);   \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (int u = 0; u < (ROWS); u++) {                                                                     \
+                float sum = HSUM(_mm##W##_add_ps(even[u], odd[u]));                                                \
+                for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);                 \
+                y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int64_t j = j0 + (ROWS) * part; j < j1; j++) {                                                        \
+            __m##W e = _mm##W##_setzero_ps(), o = _mm##W##_setzero_ps();                                           \
+            for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                          \
+                const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + j * ldw + c));                        \
+                e = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), _mm##W##_loadu_ps(split + c), e); \
+                o = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)),                        \
+                                      _mm##W##_loadu_ps(split + c + LANES), o);                                    \
+            }                                                                                                      \
+            float sum = HSUM(_mm##W##_add_ps(e, o));                                                               \
+            for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);                           \
+            y[j] = sum + (bias ? bias[j] : 0.0f);                                                                  \
+        }                                                                                                          \
+        if (split != stack) free(split);                                                                           \
     }
-    for (int64_t c = 0; c < k32; c += 32)
-        for (int i = 0; i < 16; i++) {
-            split[c + i] = x[c + 2 * i];
-            split[c + 16 + i] = x[c + 2 * i + 1];
-        }
-    for (int64_t i = 0; i < eighth; i++) {
-        int64_t rows[8];
-        for (int u = 0; u < 8; u++) rows[u] = j0 + u * eighth + i;
-        __m512 even[8], odd[8];
-        for (int u = 0; u < 8; u++) even[u] = odd[u] = _mm512_setzero_ps();
-        for (int64_t c = 0; c < k32; c += 32) {
-            const __m512 xe = _mm512_loadu_ps(split + c), xo = _mm512_loadu_ps(split + c + 16);
-            for (int u = 0; u < 8; u++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(wb + rows[u] * ldw + c));
-                even[u] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), xe, even[u]);
-                odd[u] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, high)), xo, odd[u]);
-            }
-        }
-        for (int u = 0; u < 8; u++) {
-            float sum = _mm512_reduce_add_ps(_mm512_add_ps(even[u], odd[u]));
-            for (int64_t c = k32; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);
-            y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);
-        }
-    }
-    for (int64_t j = j0 + 8 * eighth; j < j1; j++) {
-        __m512 e = _mm512_setzero_ps(), o = _mm512_setzero_ps();
-        for (int64_t c = 0; c < k32; c += 32) {
-            const __m512i v = _mm512_loadu_si512((const void *)(wb + j * ldw + c));
-            e = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), _mm512_loadu_ps(split + c), e);
-            o = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, high)), _mm512_loadu_ps(split + c + 16), o);
-        }
-        float sum = _mm512_reduce_add_ps(_mm512_add_ps(e, o));
-        for (int64_t c = k32; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);
-        y[j] = sum + (bias ? bias[j] : 0.0f);
-    }
-    if (split != stack) free(split);
-}
+
+CK_DEFINE_GEMV_BF16(gemv_bf16_avx2, CK_AVX2, 256, 4, hsum256, linear_bf16_avx2)
+CK_DEFINE_GEMV_BF16(gemv_bf16_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, linear_bf16_avx512)
 
 // The same eight eighth rows for fp32 and fp16 weights (16 per load, widened by LOAD), two sums
 // per row.

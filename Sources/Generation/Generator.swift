@@ -233,10 +233,14 @@ public struct Generator: Sendable {
     public func encode(_ prompts: [String]) throws -> BatchEncoding {
         guard let tokenizer else { throw GenerationError.invalidInput("text prompts need a tokenizer, and this model folder has none") }
         guard !prompts.isEmpty else { throw GenerationError.invalidInput("no prompts") }
-        // transformers pads with the tokenizer's pad token; one without pads with the model's. The
-        // mask hides it from the model, not from the processors that see the padding.
-        let encodings = try prompts.map { try tokenizer.encode($0).ids }
-        return BatchEncoding(padding: encodings, with: tokenizer.padTokenID ?? defaults.padTokenID ?? 0)
+        return padding(try prompts.map { try tokenizer.encode($0).ids })
+    }
+
+    /// Token-id prompts left-padded into one batch. transformers pads with the tokenizer's pad
+    /// token; without one, with the model's. The mask hides it from the model, not from the
+    /// processors that see the padding.
+    public func padding(_ prompts: [[Int]]) -> BatchEncoding {
+        BatchEncoding(padding: prompts, with: tokenizer?.padTokenID ?? defaults.padTokenID ?? 0)
     }
 
     /// Generates after text prompts and streams the text of every row as it forms (never a

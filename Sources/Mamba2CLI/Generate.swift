@@ -124,7 +124,7 @@ struct Generate: ParsableCommand {
             result = try generator.generate(from: session, config: config, onToken: onToken)
         } else {
             guard prompts.allSatisfy({ !$0.isEmpty }) else { throw CLIError("a prompt must hold at least one token") }
-            let batch = BatchEncoding(padding: prompts, with: tokenizer?.padTokenID ?? config.padTokenID ?? 0)
+            let batch = generator.padding(prompts)
             let padded = batch.attentionMask.contains { $0.contains(0) }
             result = try generator.generate(batch.inputIDs, attentionMask: padded ? batch.attentionMask : nil, config: config, onToken: onToken)
         }
