@@ -107,8 +107,80 @@ typedef struct {
 
 static void q8_product(void *context, const int8_t *xq, const float *xs) {
     const q8_case *c = context;
-    if (c->direct) gemv_q8_vnni(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, c->j0, c->j1);
-    else ck_gemv_q8(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, c->j0, c->j1);
+    if (c->direct) {
+        CK_ONE_RANGE_PLAN(plan, c->j0, c->j1, 4, rows_chunk(4, c->k, CK_Q8));
+        gemv_q8_vnni(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);
+    } else {
+        ck_gemv_q8(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, c->j0, c->j1);
+    }
+}
+
+// A three-thread plan's participants one after another, the second first: it takes the other
+// two's rows, runs of steps from their far ends and the rows after their parts.
+enum { PLAN_THREADS = 3 };
+typedef struct {
+    _Alignas(64) unsigned char bytes[sizeof(ck_rows_plan) + PLAN_THREADS * sizeof(ck_rows_range)];
+} plan_storage;
+
+typedef struct {
+    int64_t m, k, n;
+    const int8_t *q;
+    const float *scales;
+    float *y;
+} q8_plan_case;
+
+static void q8_plan_product(void *context, const int8_t *xq, const float *xs) {
+    const q8_plan_case *c = context;
+    plan_storage storage;
+    ck_rows_plan *plan = (ck_rows_plan *)storage.bytes;
+    ck_rows_plan_init(plan, c->n, c->k, CK_Q8, PLAN_THREADS);
+    for (int t = 1; t <= PLAN_THREADS; t++) ck_gemv_q8_rows(xq, xs, c->m, c->k, c->q, c->scales, NULL, c->y, c->n, plan, t % PLAN_THREADS);
+}
+
+// The one-row products (and int8's for 1 and 19 rows) through such a plan, 203 rows (each
+// thread's range in parts of 8 or 4 and a few rows after them), at `level` against portable C.
+static void check_plans(int level) {
+    const int64_t n = 203, ks[] = {37, 64, 200, 224};
+    const char *names[] = {"fp32", "bf16", "fp16"};
+    char what[96];
+    for (int32_t dtype = CK_F32; dtype <= CK_F16; dtype++)
+        for (int ki = 0; ki < 4; ki++) {
+            const int64_t k = ks[ki];
+            float *x = randoms(k, -1, 1), *wf = randoms(n * k, -1, 1), *bias = randoms(n, -1, 1);
+            uint16_t *wh = malloc((size_t)(n * k) * sizeof(uint16_t));
+            for (int64_t i = 0; i < n * k; i++) wh[i] = dtype == CK_BF16 ? f32_to_bf16(wf[i]) : (uint16_t)_cvtss_sh(wf[i], 0);
+            const void *w = dtype == CK_F32 ? (const void *)wf : (const void *)wh;
+            float *y[2];  // portable, level
+            for (int i = 0; i < 2; i++) {
+                y[i] = malloc((size_t)n * sizeof(float));
+                for (int64_t j = 0; j < n; j++) y[i][j] = NAN;
+                ck_set_thread_isa_cap(i ? level : 0);
+                plan_storage storage;
+                ck_rows_plan *plan = (ck_rows_plan *)storage.bytes;
+                ck_rows_plan_init(plan, n, k, dtype, PLAN_THREADS);
+                for (int t = 1; t <= PLAN_THREADS; t++) ck_gemv_rows(x, k, w, dtype, bias, y[i], plan, t % PLAN_THREADS);
+            }
+            snprintf(what, sizeof what, "level %d, %s product through a plan, 1 × %lld", level, names[dtype], (long long)k);
+            expect_close(what, y[1], y[0], n, 1e-5f);
+            free(y[0]), free(y[1]), free(x), free(wf), free(wh), free(bias);
+        }
+    for (int64_t m = 1; m <= 19; m += 18)
+        for (int ki = 1; ki < 4; ki += 2) {
+            const int64_t k = ks[ki];
+            int8_t *q = malloc((size_t)(n * k));
+            for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)(int)(uniform() * 128.0f);
+            float *scales = randoms(n * k / 32, 0.001f, 0.02f), *x = randoms(m * k, -3, 3), *y[2];
+            for (int i = 0; i < 2; i++) {
+                y[i] = malloc((size_t)(m * n) * sizeof(float));
+                for (int64_t j = 0; j < m * n; j++) y[i][j] = NAN;
+                ck_set_thread_isa_cap(i ? level : 0);  // level 2: the AVX2 int8 kernel; 3: VNNI
+                q8_plan_case c = {m, k, n, q, scales, y[i]};
+                ck_q8_with_quantized_rows(x, m, k, q8_plan_product, &c);
+            }
+            snprintf(what, sizeof what, "level %d, int8 product through a plan, %lld × %lld", level, (long long)m, (long long)k);
+            expect_close(what, y[1], y[0], m * n, 1e-5f);
+            free(y[0]), free(y[1]), free(q), free(scales), free(x);
+        }
 }
 
 // Rows against int8 weights: VNNI (level 3) against AVX2 and portable C; 1, 3 and 19 input rows
@@ -233,6 +305,7 @@ int main(void) {
     check_q8();
     for (int level = 2; level <= 3; level++) {
         check_linear(level);
+        check_plans(level);
         check_rest(level);
     }
     printf("%s\n", failures ? "AVX-512 kernels differ from the portable ones" : "all AVX-512 kernels agree");

@@ -194,6 +194,125 @@ float ck_sum(const float *x, int64_t count, int32_t streams) {
 
 int64_t ck_fetch_increment(int64_t *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
 
+// MARK: - Rows of a matrix-vector product shared out among threads
+
+// Values per block of int8 weights and their fp32 scale (docs: ck_gemv_q8).
+enum { CK_Q8_BLOCK = 32 };
+
+// One thread's range of a plan: rows base + u · part + i (u < parts, i < part) read as `parts`
+// streams side by side (step i: row i of every part), then rows [base + parts · part, end).
+typedef struct {
+    uint64_t steps;            // with several threads, the unclaimed steps [lo, hi): lo | hi << 32
+    int32_t leftovers_taken;   // 1 once a thread has taken the rows after the parts
+    int64_t base, part, end;
+} __attribute__((aligned(64))) ck_rows_range;
+
+struct ck_rows_plan {
+    int32_t threads, parts;
+    int64_t chunk;
+    ck_rows_range range[];
+};
+
+// A run of a plan's rows for a kernel: steps [i0, i1) of the parts from `base`, `part` apart, or,
+// with part 0, rows base + i0 … base + i1 − 1 one at a time.
+typedef struct {
+    int64_t base, part, i0, i1;
+} rows_window;
+
+int64_t ck_rows_plan_size(int32_t threads) {
+    return (int64_t)sizeof(ck_rows_plan) + (threads > 0 ? threads : 1) * (int64_t)sizeof(ck_rows_range);
+}
+
+// Steps of `parts` rows of k values in `dtype` that make about 128 KB: what a thread claims of
+// its range at least, and (int8) what all input rows take their turns at before the next.
+static int64_t rows_chunk(int32_t parts, int64_t k, int32_t dtype) {
+    const int64_t row_bytes = dtype == CK_Q8 ? k + k / CK_Q8_BLOCK * 4 : k * (dtype == CK_F32 ? 4 : 2);
+    const int64_t chunk = ((int64_t)128 << 10) / (parts * (row_bytes > 0 ? row_bytes : 1));
+    return chunk > 0 ? chunk : 1;
+}
+
+static int32_t rows_plan_init(ck_rows_plan *plan, int64_t j0, int64_t j1, int32_t threads, int32_t parts, int64_t chunk) {
+    plan->threads = threads > 0 ? threads : 1;
+    plan->parts = parts;
+    plan->chunk = chunk;
+    for (int32_t t = 0; t < plan->threads; t++) {
+        ck_rows_range *r = &plan->range[t];
+        r->base = j0 + (j1 - j0) * t / plan->threads;
+        r->end = j0 + (j1 - j0) * (t + 1) / plan->threads;
+        r->part = (r->end - r->base) / parts;
+        if (plan->threads > 1 && r->part > (int64_t)UINT32_MAX) return 0;
+        r->steps = plan->threads > 1 ? (uint64_t)r->part << 32 : 0;
+        r->leftovers_taken = 0;
+    }
+    return 1;
+}
+
+// The next run for `thread` (*phase 0 on its first call), or 0 when every row is taken. First
+// its own steps from the front, a quarter of what is left at a time but at least `chunk` (each
+// claim is a locked instruction, which stalls the loads in flight); then the rows after the parts of any range;
+// then, while steps are left anywhere, half of the most a range has left, from its far end: the
+// owner's streams run on unbroken while a thread that finished first takes the rest from behind.
+static int rows_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, rows_window *window) {
+    if (*phase == 0) {
+        ck_rows_range *own = &plan->range[thread];
+        if (plan->threads == 1) {
+            *phase = 1;
+            if (own->part > 0) {
+                *window = (rows_window){own->base, own->part, 0, own->part};
+                return 1;
+            }
+        } else {
+            uint64_t seen = __atomic_load_n(&own->steps, __ATOMIC_RELAXED);
+            for (;;) {
+                const uint64_t lo = (uint32_t)seen, hi = seen >> 32;
+                if (lo >= hi) break;
+                const uint64_t left = hi - lo, quarter = left / 4 > (uint64_t)plan->chunk ? left / 4 : (uint64_t)plan->chunk;
+                const uint64_t end = quarter < left ? lo + quarter : hi;
+                if (__atomic_compare_exchange_n(&own->steps, &seen, end | hi << 32, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+                    *window = (rows_window){own->base, own->part, (int64_t)lo, (int64_t)end};
+                    return 1;
+                }
+            }
+            *phase = 1;
+        }
+    }
+    for (int32_t i = 0; i < plan->threads; i++) {
+        ck_rows_range *r = &plan->range[(thread + i) % plan->threads];
+        const int64_t first = r->base + plan->parts * r->part;
+        if (first < r->end && !__atomic_load_n(&r->leftovers_taken, __ATOMIC_RELAXED) &&
+            !__atomic_exchange_n(&r->leftovers_taken, 1, __ATOMIC_RELAXED)) {
+            *window = (rows_window){first, 0, 0, r->end - first};
+            return 1;
+        }
+    }
+    for (;;) {
+        int32_t victim = -1;
+        uint64_t most = 0, seen = 0;
+        for (int32_t t = 0; t < plan->threads; t++) {
+            const uint64_t steps = __atomic_load_n(&plan->range[t].steps, __ATOMIC_RELAXED);
+            const uint64_t lo = (uint32_t)steps, hi = steps >> 32;
+            if (hi > lo && hi - lo > most) {
+                most = hi - lo;
+                victim = t;
+                seen = steps;
+            }
+        }
+        if (victim < 0) return 0;
+        const uint64_t lo = (uint32_t)seen, hi = seen >> 32, take = (most + 1) / 2;
+        if (__atomic_compare_exchange_n(&plan->range[victim].steps, &seen, lo | (hi - take) << 32, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            *window = (rows_window){plan->range[victim].base, plan->range[victim].part, (int64_t)(hi - take), (int64_t)hi};
+            return 1;
+        }
+    }
+}
+
+// A plan for one thread over [j0, j1), on the caller's stack: the single-range kernel calls.
+#define CK_ONE_RANGE_PLAN(NAME, J0, J1, PARTS, CHUNK)                                                 \
+    _Alignas(64) unsigned char NAME##_bytes[sizeof(ck_rows_plan) + sizeof(ck_rows_range)];           \
+    ck_rows_plan *NAME = (ck_rows_plan *)NAME##_bytes;                                                 \
+    rows_plan_init(NAME, J0, J1, 1, PARTS, CHUNK)
+
 void ck_widen(const void *src, int32_t dtype, int64_t offset, int64_t count, float *dst) {
     for (int64_t i = 0; i < count; i++) dst[i] = load_scalar(src, dtype, offset + i);
 }
@@ -404,35 +523,39 @@ CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t
     for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
 }
 
-#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DOT, DTYPE)                                                                     \
-    static CK_AVX2 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,      \
-                             int64_t j0, int64_t j1) {                                                             \
-        const int64_t k8 = k & ~(int64_t)7, quarter = (j1 - j0) / 4;                                               \
-        for (int64_t i = 0; i < quarter; i++) {                                                                    \
-            int64_t rows[4];                                                                                       \
-            gemv_quarter_rows(j0, quarter, i, rows);                                                               \
-            /* Two sums per row: eight FMA chains hide the latency. */                                             \
-            __m256 acc0[4], acc1[4];                                                                               \
-            for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                                   \
-            int64_t c = 0;                                                                                         \
-            for (; c + 16 <= k8; c += 16) {                                                                        \
-                const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);                         \
+#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DOT, DTYPE)                                                                \
+    static CK_AVX2 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,   \
+                             ck_rows_plan *plan, int32_t thread) {                                                 \
+        const int64_t k8 = k & ~(int64_t)7;                                                                        \
+        rows_window win;                                                                                           \
+        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
+            for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
+                int64_t rows[4];                                                                                   \
+                gemv_quarter_rows(win.base, win.part, i, rows);                                                    \
+                /* Two sums per row: eight FMA chains hide the latency. */                                         \
+                __m256 acc0[4], acc1[4];                                                                           \
+                for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                               \
+                int64_t c = 0;                                                                                     \
+                for (; c + 16 <= k8; c += 16) {                                                                    \
+                    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);                     \
+                    for (int u = 0; u < 4; u++) {                                                                  \
+                        acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                        \
+                        acc1[u] = _mm256_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 8), acc1[u]);                    \
+                    }                                                                                              \
+                }                                                                                                  \
+                for (; c < k8; c += 8) {                                                                           \
+                    const __m256 x0 = _mm256_loadu_ps(x + c);                                                      \
+                    for (int u = 0; u < 4; u++) acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]); \
+                }                                                                                                  \
                 for (int u = 0; u < 4; u++) {                                                                      \
-                    acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                            \
-                    acc1[u] = _mm256_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 8), acc1[u]);                        \
+                    float sum = hsum256(_mm256_add_ps(acc0[u], acc1[u]));                                          \
+                    for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);       \
+                    y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                              \
                 }                                                                                                  \
             }                                                                                                      \
-            for (; c < k8; c += 8) {                                                                               \
-                const __m256 x0 = _mm256_loadu_ps(x + c);                                                          \
-                for (int u = 0; u < 4; u++) acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);    \
-            }                                                                                                      \
-            for (int u = 0; u < 4; u++) {                                                                          \
-                float sum = hsum256(_mm256_add_ps(acc0[u], acc1[u]));                                              \
-                for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);           \
-                y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                  \
-            }                                                                                                      \
+            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++)                           \
+                y[j] = DOT(x, k, w, j * ldw) + (bias ? bias[j] : 0.0f);                                            \
         }                                                                                                          \
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++) y[j] = DOT(x, k, w, j * ldw) + (bias ? bias[j] : 0.0f);     \
     }
 
 CK_DEFINE_GEMV_AVX2(gemv_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32)
@@ -566,19 +689,22 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
 // (a plain read of 16 MB slices: 0.91× with four), and 512-bit vectors read rows in L2 at 1.5×
 // the AVX2 kernel's rate on one core, which with 256-bit vectors was barely twice what one
 // core gets from memory.
-#define CK_DEFINE_GEMV_BF16(NAME, TARGET, W, ROWS, HSUM, FALLBACK)                                                      \
-    static TARGET void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,     \
-                            int64_t j0, int64_t j1) {                                                              \
+#define CK_DEFINE_GEMV_BF16(NAME, TARGET, W, ROWS, HSUM, FALLBACK)                                                 \
+    static TARGET void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,    \
+                            ck_rows_plan *plan, int32_t thread) {                                                  \
         enum { LANES = (W) / 32 };                                                                                 \
-        const int64_t kv = k & ~(int64_t)(2 * LANES - 1), part = (j1 - j0) / (ROWS);                               \
+        const int64_t kv = k & ~(int64_t)(2 * LANES - 1);                                                          \
         const uint16_t *wb = (const uint16_t *)w;                                                                  \
         const __m##W##i high = _mm##W##_set1_epi32((int)0xFFFF0000u);                                              \
-        /* x split into even and odd elements: on the stack for every real width (no allocation  \
+        /* x split into even and odd elements: on the stack for every real width (no allocation                    \
            per decoded token), on the heap beyond. */                                                              \
         float stack[8192];                                                                                         \
         float *split = kv <= 8192 ? stack : (float *)malloc((size_t)kv * sizeof(float));                           \
         if (!split) {                                                                                              \
-            FALLBACK(x, k, 1, k, w, ldw, bias, y, 0, j0, j1);                                                      \
+            rows_window win;                                                                                       \
+            for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)                                        \
+                for (int u = 0; u < (win.part ? (ROWS) : 1); u++)                                                  \
+                    FALLBACK(x, k, 1, k, w, ldw, bias, y, 0, win.base + u * win.part + win.i0, win.base + u * win.part + win.i1); \
             return;                                                                                                \
         }                                                                                                          \
         for (int64_t c = 0; c < kv; c += 2 * LANES)                                                                \
@@ -586,36 +712,39 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
                 split[c + i] = x[c + 2 * i];                                                                       \
                 split[c + LANES + i] = x[c + 2 * i + 1];                                                           \
             }                                                                                                      \
-        for (int64_t i = 0; i < part; i++) {                                                                       \
-            int64_t rows[ROWS];                                                                                    \
-            for (int u = 0; u < (ROWS); u++) rows[u] = j0 + u * part + i;                                          \
-            __m##W even[ROWS], odd[ROWS];                                                                          \
-            for (int u = 0; u < (ROWS); u++) even[u] = odd[u] = _mm##W##_setzero_ps();                             \
-            for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                          \
-                const __m##W xe = _mm##W##_loadu_ps(split + c), xo = _mm##W##_loadu_ps(split + c + LANES);         \
+        rows_window win;                                                                                           \
+        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
+            for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
+                int64_t rows[ROWS];                                                                                \
+                for (int u = 0; u < (ROWS); u++) rows[u] = win.base + u * win.part + i;                            \
+                __m##W even[ROWS], odd[ROWS];                                                                      \
+                for (int u = 0; u < (ROWS); u++) even[u] = odd[u] = _mm##W##_setzero_ps();                         \
+                for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
+                    const __m##W xe = _mm##W##_loadu_ps(split + c), xo = _mm##W##_loadu_ps(split + c + LANES);     \
+                    for (int u = 0; u < (ROWS); u++) {                                                             \
+                        const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + rows[u] * ldw + c));          \
+                        even[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), xe, even[u]); \
+                        odd[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)), xo, odd[u]); \
+                    }                                                                                              \
+                }                                                                                                  \
                 for (int u = 0; u < (ROWS); u++) {                                                                 \
-                    const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + rows[u] * ldw + c));              \
-                    even[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), xe, even[u]); \
-                    odd[u] = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)), xo, odd[u]);   \
+                    float sum = HSUM(_mm##W##_add_ps(even[u], odd[u]));                                            \
+                    for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);             \
+                    y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                              \
                 }                                                                                                  \
             }                                                                                                      \
-            for (int u = 0; u < (ROWS); u++) {                                                                     \
-                float sum = HSUM(_mm##W##_add_ps(even[u], odd[u]));                                                \
-                for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[rows[u] * ldw + c]);                 \
-                y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                  \
+            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++) {                         \
+                __m##W e = _mm##W##_setzero_ps(), o = _mm##W##_setzero_ps();                                       \
+                for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
+                    const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + j * ldw + c));                    \
+                    e = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), _mm##W##_loadu_ps(split + c), e); \
+                    o = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)),                    \
+                                          _mm##W##_loadu_ps(split + c + LANES), o);                                \
+                }                                                                                                  \
+                float sum = HSUM(_mm##W##_add_ps(e, o));                                                           \
+                for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);                       \
+                y[j] = sum + (bias ? bias[j] : 0.0f);                                                              \
             }                                                                                                      \
-        }                                                                                                          \
-        for (int64_t j = j0 + (ROWS) * part; j < j1; j++) {                                                        \
-            __m##W e = _mm##W##_setzero_ps(), o = _mm##W##_setzero_ps();                                           \
-            for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                          \
-                const __m##W##i v = _mm##W##_loadu_si##W((const void *)(wb + j * ldw + c));                        \
-                e = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(v, 16)), _mm##W##_loadu_ps(split + c), e); \
-                o = _mm##W##_fmadd_ps(_mm##W##_castsi##W##_ps(_mm##W##_and_si##W(v, high)),                        \
-                                      _mm##W##_loadu_ps(split + c + LANES), o);                                    \
-            }                                                                                                      \
-            float sum = HSUM(_mm##W##_add_ps(e, o));                                                               \
-            for (int64_t c = kv; c < k; c++) sum += x[c] * bf16_to_f32(wb[j * ldw + c]);                           \
-            y[j] = sum + (bias ? bias[j] : 0.0f);                                                                  \
         }                                                                                                          \
         if (split != stack) free(split);                                                                           \
     }
@@ -625,44 +754,85 @@ CK_DEFINE_GEMV_BF16(gemv_bf16_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, l
 
 // The same eight eighth rows for fp32 and fp16 weights (16 per load, widened by LOAD), two sums
 // per row.
-#define CK_DEFINE_GEMV_AVX512(NAME, LOAD, DTYPE)                                                                      \
-    static CK_AVX512 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,   \
-                               int64_t j0, int64_t j1) {                                                          \
-        const int64_t k32 = k & ~(int64_t)31, eighth = (j1 - j0) / 8;                                           \
-        for (int64_t i = 0; i < eighth; i++) {                                                                   \
-            int64_t rows[8];                                                                                     \
-            for (int u = 0; u < 8; u++) rows[u] = j0 + u * eighth + i;                                           \
-            __m512 acc0[8], acc1[8];                                                                             \
-            for (int u = 0; u < 8; u++) acc0[u] = acc1[u] = _mm512_setzero_ps();                                \
-            for (int64_t c = 0; c < k32; c += 32) {                                                              \
-                const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);                      \
-                for (int u = 0; u < 8; u++) {                                                                    \
-                    acc0[u] = _mm512_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                          \
-                    acc1[u] = _mm512_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 16), acc1[u]);                     \
-                }                                                                                                \
-            }                                                                                                    \
-            for (int u = 0; u < 8; u++) {                                                                        \
-                float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0[u], acc1[u]));                               \
-                for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);        \
-                y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                                \
-            }                                                                                                    \
-        }                                                                                                        \
-        for (int64_t j = j0 + 8 * eighth; j < j1; j++) {                                                         \
-            __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                                       \
-            for (int64_t c = 0; c < k32; c += 32) {                                                              \
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), LOAD(w, j * ldw + c), acc0);                      \
-                acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), LOAD(w, j * ldw + c + 16), acc1);            \
-            }                                                                                                    \
-            float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));                                         \
-            for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                  \
-            y[j] = sum + (bias ? bias[j] : 0.0f);                                                                \
-        }                                                                                                        \
+#define CK_DEFINE_GEMV_AVX512(NAME, LOAD, DTYPE)                                                                   \
+    static CK_AVX512 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y, \
+                               ck_rows_plan *plan, int32_t thread) {                                               \
+        const int64_t k32 = k & ~(int64_t)31;                                                                      \
+        rows_window win;                                                                                           \
+        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
+            for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
+                int64_t rows[8];                                                                                   \
+                for (int u = 0; u < 8; u++) rows[u] = win.base + u * win.part + i;                                 \
+                __m512 acc0[8], acc1[8];                                                                           \
+                for (int u = 0; u < 8; u++) acc0[u] = acc1[u] = _mm512_setzero_ps();                               \
+                for (int64_t c = 0; c < k32; c += 32) {                                                            \
+                    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);                    \
+                    for (int u = 0; u < 8; u++) {                                                                  \
+                        acc0[u] = _mm512_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                        \
+                        acc1[u] = _mm512_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 16), acc1[u]);                   \
+                    }                                                                                              \
+                }                                                                                                  \
+                for (int u = 0; u < 8; u++) {                                                                      \
+                    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0[u], acc1[u]));                             \
+                    for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);      \
+                    y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++) {                         \
+                __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                                     \
+                for (int64_t c = 0; c < k32; c += 32) {                                                            \
+                    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), LOAD(w, j * ldw + c), acc0);                    \
+                    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), LOAD(w, j * ldw + c + 16), acc1);          \
+                }                                                                                                  \
+                float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));                                       \
+                for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                \
+                y[j] = sum + (bias ? bias[j] : 0.0f);                                                              \
+            }                                                                                                      \
+        }                                                                                                          \
     }
 
 CK_DEFINE_GEMV_AVX512(gemv_f32_avx512, CK_LOAD_F32, CK_F32)
 CK_DEFINE_GEMV_AVX512(gemv_f16_avx512, CK_LOAD_F16, CK_F16)
 
 #endif
+
+// How many streams side by side the matrix-vector kernel for `dtype` reads on this thread's
+// instruction set: a plan's `parts`.
+static int32_t gemv_parts(int32_t dtype) {
+    if (ck_isa() >= 2 && dtype != CK_Q8) return 8;
+    return ck_isa() >= 1 ? 4 : 1;
+}
+
+// One input row against the rows of a plan: the kernel that reads the plan's parts on this
+// thread's instruction set, or the portable product, run by run.
+static void gemv_rows(const float *x, int64_t k, const void *w, int64_t ldw, int32_t dtype, const float *bias, float *y,
+                      ck_rows_plan *plan, int32_t thread) {
+#ifdef CK_X86
+    if (plan->parts == 8 && ck_isa() >= 2) {
+        switch (dtype) {
+        case CK_BF16: gemv_bf16_avx512(x, k, w, ldw, bias, y, plan, thread); return;
+        case CK_F16: gemv_f16_avx512(x, k, w, ldw, bias, y, plan, thread); return;
+        default: gemv_f32_avx512(x, k, w, ldw, bias, y, plan, thread); return;
+        }
+    }
+    if (plan->parts == 4 && ck_isa() >= 1) {
+        switch (dtype) {
+        case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, plan, thread); return;
+        case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, plan, thread); return;
+        default: gemv_f32_avx2(x, k, w, ldw, bias, y, plan, thread); return;
+        }
+    }
+#endif
+    rows_window win;
+    for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)
+        for (int32_t u = 0; u < (win.part ? plan->parts : 1); u++)
+            linear_generic(x, k, 1, k, w, ldw, dtype, bias, y, 0, win.base + u * win.part + win.i0, win.base + u * win.part + win.i1);
+}
+
+void ck_gemv_rows(const float *x, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
+                  ck_rows_plan *plan, int32_t thread) {
+    gemv_rows(x, k, w, k, dtype, bias, y, plan, thread);
+}
 
 /// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) with row strides: the one matrix product every
 /// other kernel (projections, the SSD's four products) is built on.
@@ -673,19 +843,10 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
     // eight streams per core), a batch by memory and arithmetic (on AVX-512, passes of up to six
     // rows). More rows (prefill) go through the block kernels, which keep each weight in
     // registers for four input rows.
-    if (ck_isa() >= 2 && m == 1) {
-        switch (dtype) {
-        case CK_BF16: gemv_bf16_avx512(x, k, w, ldw, bias, y, j0, j1); return;
-        case CK_F16: gemv_f16_avx512(x, k, w, ldw, bias, y, j0, j1); return;
-        default: gemv_f32_avx512(x, k, w, ldw, bias, y, j0, j1); return;
-        }
-    }
     if (ck_isa() >= 1 && m == 1) {
-        switch (dtype) {
-        case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-        case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-        default: gemv_f32_avx2(x, k, w, ldw, bias, y, j0, j1); return;
-        }
+        CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(dtype), rows_chunk(gemv_parts(dtype), k, dtype));
+        gemv_rows(x, k, w, ldw, dtype, bias, y, plan, 0);
+        return;
     }
     if (ck_isa() >= 2 && m <= CK_GEMV_BATCH) {
         switch (dtype) {
@@ -726,7 +887,6 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 // MARK: - int8 weights
 
-enum { CK_Q8_BLOCK = 32 };
 
 // One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored;
 // below the smallest normal float it counts as 0), q = round-half-even(x · (1 / scale)) clamped
@@ -1012,58 +1172,79 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 // 0.94–0.95× at 4 and 8 input rows; the 130m model's batch-4 and batch-8 decode 0.94× and
 // 1.0×), 1,024 values gained 0–3%, 2,048 values 4–7%.
 enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
-#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                            \
-    static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,                   \
-                            const float *scales, const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {    \
-        const int64_t blocks = k / CK_Q8_BLOCK, quarter = (j1 - j0) / 4;                                                \
-        const q8_four_inputs four_inputs = FOUR_INPUTS;                                                                 \
-        for (int64_t r0 = 0; r0 < m; r0 += CK_GEMV_BATCH) {                                                             \
-            const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                                         \
-            const int64_t grouped = four_inputs && k >= CK_Q8_FOUR_INPUTS_MIN_K ? r0 + (r1 - r0) / 4 * 4 : r0;         \
-            for (int64_t i = 0; i < quarter; i++) {                                                                     \
-                int64_t rows[4];                                                                                        \
-                gemv_quarter_rows(j0, quarter, i, rows);                                                                \
-                for (int64_t r = r0; r < grouped; r += 4)                                                               \
-                    for (int u = 0; u < 4; u++) {                                                                       \
-                        float sums[4];                                                                                  \
-                        four_inputs(xq + r * k, xs + r * blocks, k, q, scales, rows[u], sums);                          \
-                        for (int v = 0; v < 4; v++) y[(r + v) * ldy + rows[u]] = sums[v] + (bias ? bias[rows[u]] : 0.0f); \
-                    }                                                                                                   \
-                for (int64_t r = grouped; r < r1; r++) {                                                                \
-                    float sums[4];                                                                                      \
-                    ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                                     \
-                    for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f);        \
-                }                                                                                                       \
-            }                                                                                                           \
-            for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                             \
-                for (int64_t r = r0; r < r1; r++) {                                                                     \
-                    float sum;                                                                                          \
-                    ROWS(xq + r * k, xs + r * blocks, k, q, scales, &j, 1, &sum);                                       \
-                    y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                                     \
-                }                                                                                                       \
-        }                                                                                                               \
+#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                         \
+    static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,              \
+                            const float *scales, const float *bias, float *y, int64_t ldy,                         \
+                            ck_rows_plan *plan, int32_t thread) {                                                  \
+        const int64_t blocks = k / CK_Q8_BLOCK;                                                                    \
+        const q8_four_inputs four_inputs = FOUR_INPUTS;                                                            \
+        rows_window win;                                                                                           \
+        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)                                            \
+            for (int64_t s = win.i0, e; s < win.i1; s = e) {                                                       \
+                e = win.i1 - s > plan->chunk ? s + plan->chunk : win.i1;                                           \
+                for (int64_t r0 = 0; r0 < m; r0 += CK_GEMV_BATCH) {                                                \
+                    const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                            \
+                    const int64_t grouped = four_inputs && k >= CK_Q8_FOUR_INPUTS_MIN_K ? r0 + (r1 - r0) / 4 * 4 : r0; \
+                    for (int64_t i = s; win.part && i < e; i++) {                                                  \
+                        int64_t rows[4];                                                                           \
+                        gemv_quarter_rows(win.base, win.part, i, rows);                                            \
+                        for (int64_t r = r0; r < grouped; r += 4)                                                  \
+                            for (int u = 0; u < 4; u++) {                                                          \
+                                float sums[4];                                                                     \
+                                four_inputs(xq + r * k, xs + r * blocks, k, q, scales, rows[u], sums);             \
+                                for (int v = 0; v < 4; v++) y[(r + v) * ldy + rows[u]] = sums[v] + (bias ? bias[rows[u]] : 0.0f); \
+                            }                                                                                      \
+                        for (int64_t r = grouped; r < r1; r++) {                                                   \
+                            float sums[4];                                                                         \
+                            ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                        \
+                            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f); \
+                        }                                                                                          \
+                    }                                                                                              \
+                    for (int64_t j = win.base + s; !win.part && j < win.base + e; j++)                             \
+                        for (int64_t r = r0; r < r1; r++) {                                                        \
+                            float sum;                                                                             \
+                            ROWS(xq + r * k, xs + r * blocks, k, q, scales, &j, 1, &sum);                          \
+                            y[r * ldy + j] = sum + (bias ? bias[j] : 0.0f);                                        \
+                        }                                                                                          \
+                }                                                                                                  \
+            }                                                                                                      \
     }
 
 CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2, q8_row_four_inputs_avx2)
 CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni, NULL)
 #endif
 
-void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
-                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t n, int64_t k, int32_t dtype, int32_t threads) {
+    const int32_t parts = gemv_parts(dtype);
+    return rows_plan_init(plan, 0, n, threads, parts, rows_chunk(parts, k, dtype));
+}
+
+void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                     const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread) {
 #ifdef CK_X86
-    if (ck_isa() >= 3) {
-        gemv_q8_vnni(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
+    if (plan->parts == 4 && ck_isa() >= 3) {
+        gemv_q8_vnni(xq, xs, m, k, q, scales, bias, y, ldy, plan, thread);
         return;
     }
-    if (ck_isa() >= 1) {
-        gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, j0, j1);
+    if (plan->parts == 4 && ck_isa() >= 1) {
+        gemv_q8_avx2(xq, xs, m, k, q, scales, bias, y, ldy, plan, thread);
         return;
     }
 #endif
     const int64_t blocks = k / CK_Q8_BLOCK;
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t j = j0; j < j1; j++)
-            y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) + (bias ? bias[j] : 0.0f);
+    rows_window win;
+    for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)
+        for (int32_t u = 0; u < (win.part ? plan->parts : 1); u++)
+            for (int64_t j = win.base + u * win.part + win.i0; j < win.base + u * win.part + win.i1; j++)
+                for (int64_t r = 0; r < m; r++)
+                    y[r * ldy + j] = q8_dot_generic(q + j * k, scales + j * blocks, xq + r * k, xs + r * blocks, blocks) +
+                                     (bias ? bias[j] : 0.0f);
+}
+
+void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
+    CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(CK_Q8), rows_chunk(gemv_parts(CK_Q8), k, CK_Q8));
+    ck_gemv_q8_rows(xq, xs, m, k, q, scales, bias, y, ldy, plan, 0);
 }
 
 // MARK: - exp, SiLU

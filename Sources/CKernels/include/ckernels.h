@@ -12,7 +12,8 @@
 extern "C" {
 #endif
 
-enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2 };
+/// Weight dtypes; CK_Q8 (block-quantized int8, ck_gemv_q8) only where a function says so.
+enum { CK_F32 = 0, CK_BF16 = 1, CK_F16 = 2, CK_Q8 = 3 };
 
 /// The instruction set the calling thread's kernels dispatch to: 3 = AVX-512 with VNNI (the int8
 /// products' vpdpbusd), 2 = AVX-512, 1 = AVX2 + FMA, 0 = portable C. The CPU's best
@@ -54,6 +55,31 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// weights from memory once (the portable one takes the rows one after another).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
+
+/// The rows of a matrix-vector product shared out among threads: each owns an equal range and
+/// reads it as the kernels do, a few streams side by side, claiming a run of about 128 KB at a
+/// time; a thread whose range is done takes half of what is left of the fullest one from its
+/// far end, so the owner's streams run on unbroken and the threads finish together however
+/// unevenly the memory serves them. Every row is computed exactly as in one thread's call.
+typedef struct ck_rows_plan ck_rows_plan;
+
+/// Bytes a plan for `threads` threads takes (to be 64-byte aligned).
+int64_t ck_rows_plan_size(int32_t threads);
+
+/// A plan for rows [0, n) of a product with rows of k values in `dtype` (CK_Q8 included), for
+/// `threads` callers of ck_gemv_rows or ck_gemv_q8_rows (on this thread's instruction set).
+/// Returns 0 when a thread's range holds 2³² steps or more, which the plan cannot count.
+int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t n, int64_t k, int32_t dtype, int32_t threads);
+
+/// y = W · x for one input row, on thread `thread` (0 ..< the plan's threads) of a plan: returns
+/// when no rows are left. Each thread must call it once (a thread that never comes leaves its
+/// rows to the others). w: [n, k] in `dtype` (not CK_Q8); bias: [n] or NULL; y: [n].
+void ck_gemv_rows(const float *x, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
+                  ck_rows_plan *plan, int32_t thread);
+
+/// ck_gemv_q8 for the rows of a plan (made with CK_Q8), on thread `thread`, as ck_gemv_rows.
+void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
+                     const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread);
 
 typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
 

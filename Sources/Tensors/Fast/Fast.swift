@@ -47,17 +47,52 @@ public enum Fast {
             if count > 0 { body(0..<count) }
             return
         }
+        let slices = min(count, parts * 4)
         var next: Int64 = 0
-        // The slices touch disjoint memory; both ways return only when all are done.
+        // The slices touch disjoint memory.
         withUnsafeMutablePointer(to: &next) { counter in
-            withoutActuallyEscaping(body) { body in
-                var job = SliceJob(body: body, count: count, slices: min(count, parts * 4), next: counter, isaCap: ck_thread_isa_cap())
-                if parts <= defaultThreads, withUnsafeMutablePointer(to: &job, { ck_pool_run(Int32(parts), runSliceJob, $0) }) != 0 {
-                    return
+            runParticipants(parts) { _ in
+                while true {
+                    let slice = Int(ck_fetch_increment(counter))
+                    guard slice < slices else { return }
+                    body((count * slice / slices)..<(count * (slice + 1) / slices))
                 }
-                let shared = UncheckedSendable(job)
-                DispatchQueue.concurrentPerform(iterations: parts) { _ in shared.value.run() }
             }
+        }
+    }
+
+    /// Runs `body(plan, participant)` once on each of up to `threads` threads, over a plan that
+    /// shares out the rows `0..<n` of a matrix-vector product (rows of `k` values in `dtype`,
+    /// `CK_Q8` included; `ck_rows_plan_init`), for `ck_gemv_rows` or `ck_gemv_q8_rows`: each
+    /// thread reads its own range, then takes what is left of the others' from their far ends,
+    /// so the threads finish together. Returns false, having run nothing, when the plan cannot
+    /// count a thread's rows (2³² steps or more).
+    static func parallelRows(_ n: Int, k: Int, dtype: Int32, threads: Int, _ body: (OpaquePointer, Int32) -> Void) -> Bool {
+        let parts = max(1, min(threads, n))
+        return withUnsafeTemporaryAllocation(byteCount: Int(ck_rows_plan_size(Int32(parts))), alignment: 64) { bytes in
+            let plan = OpaquePointer(bytes.baseAddress!)
+            guard ck_rows_plan_init(plan, Int64(n), Int64(k), dtype, Int32(parts)) != 0 else { return false }
+            if parts == 1 {
+                body(plan, 0)
+            } else {
+                runParticipants(parts) { body(plan, $0) }
+            }
+            return true
+        }
+    }
+
+    /// Runs `body(participant)` for participants `0..<count` (2 or more), on CKernels' spinning
+    /// pool when it is free and there are no more participants than cores (a spinning worker
+    /// must not wait for a core), otherwise on Dispatch's threads, all under the caller's
+    /// instruction-set cap. Returns when every call has.
+    private static func runParticipants(_ count: Int, _ body: (Int32) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var job = ParticipantJob(body: body, isaCap: ck_thread_isa_cap())
+            if count <= defaultThreads, withUnsafeMutablePointer(to: &job, { ck_pool_run(Int32(count), runParticipantJob, $0) }) != 0 {
+                return
+            }
+            let shared = UncheckedSendable(job)
+            DispatchQueue.concurrentPerform(iterations: count) { shared.value.run(Int32($0)) }
         }
     }
 
@@ -131,6 +166,13 @@ public enum Fast {
             return
         }
         let dtype = code(weight.dtype)
+        // One input row (decoding): each thread streams a range of its own, then helps finish
+        // the others' (parallelRows).
+        if m == 1, parallelRows(n, k: k, dtype: dtype, threads: threads, { plan, thread in
+            ck_gemv_rows(x, Int64(k), base, dtype, bias, y, plan, thread)
+        }) {
+            return
+        }
         // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
         parallelFor((n + 3) / 4, threads: threads) { range in
             ck_linear(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), Int64(range.lowerBound * 4), Int64(min(n, range.upperBound * 4)))
@@ -339,25 +381,18 @@ public enum Fast {
     }
 }
 
-/// The slices of one `parallelFor`, taken one at a time by every thread that runs it.
-private struct SliceJob {
-    let body: (Range<Int>) -> Void
-    let count: Int
-    let slices: Int
-    let next: UnsafeMutablePointer<Int64>
-    /// The caller's instruction-set cap, which the threads take on while they run its slices
-    /// (the pool's workers already have it; Dispatch's threads need it here).
+/// The work of one `runParticipants`, called once by every thread that runs it.
+private struct ParticipantJob {
+    let body: (Int32) -> Void
+    /// The caller's instruction-set cap, which the threads take on while they run its work (the
+    /// pool's workers already have it; Dispatch's threads need it here).
     let isaCap: Int32
 
-    func run() {
+    func run(_ participant: Int32) {
         let saved = ck_thread_isa_cap()
         ck_set_thread_isa_cap(isaCap)
         defer { ck_set_thread_isa_cap(saved) }
-        while true {
-            let slice = Int(ck_fetch_increment(next))
-            guard slice < slices else { return }
-            body((count * slice / slices)..<(count * (slice + 1) / slices))
-        }
+        body(participant)
     }
 }
 
@@ -371,15 +406,21 @@ private struct QuantizedProduct {
 
 private let runQuantizedProduct: ck_q8_body = { context, xq, xs in
     let p = context!.assumingMemoryBound(to: QuantizedProduct.self).pointee
-    // Split by blocks of 4 output columns, as the other products are.
+    // Rows shared out by a plan, whatever the number of input rows: each run of weights is then
+    // read from memory once for all of them. Slices in turn only where a plan cannot count the rows.
+    if Fast.parallelRows(p.n, k: p.k, dtype: Int32(CK_Q8), threads: p.threads, { plan, thread in
+        ck_gemv_q8_rows(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy), plan, thread)
+    }) {
+        return
+    }
     Fast.parallelFor((p.n + 3) / 4, threads: p.threads) { range in
         ck_gemv_q8(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy),
                    Int64(range.lowerBound * 4), Int64(min(p.n, range.upperBound * 4)))
     }
 }
 
-private let runSliceJob: ck_job = { context, _ in
-    context!.assumingMemoryBound(to: SliceJob.self).pointee.run()
+private let runParticipantJob: ck_job = { context, participant in
+    context!.assumingMemoryBound(to: ParticipantJob.self).pointee.run(participant)
 }
 
 /// A value handed to the threads of `parallelFor`, which joins them before returning.

@@ -1,0 +1,73 @@
+import CKernels
+import Testing
+@testable import Tensors
+
+/// The plans that share a matrix-vector product's rows out among threads (`ck_rows_plan_init`):
+/// whichever of a plan's threads come, in whatever order, every row is computed, as one thread's
+/// call computes it. The participants run here one after another on the test's thread, so a
+/// thread that comes after the others have stolen its range, or never comes, is certain.
+@Suite("row plans compute every row, whichever threads come")
+struct RowsPlanTests {
+    /// Participants `order` of a `threads`-thread plan for rows `0..<n`, one after another.
+    static func run(n: Int, k: Int, dtype: Int32, threads: Int, order: [Int32], _ participant: (OpaquePointer, Int32) -> Void) {
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: Int(ck_rows_plan_size(Int32(threads))), alignment: 64)
+        defer { bytes.deallocate() }
+        let plan = OpaquePointer(bytes)
+        #expect(ck_rows_plan_init(plan, Int64(n), Int64(k), dtype, Int32(threads)) == 1)
+        for thread in order { participant(plan, thread) }
+    }
+
+    /// One thread of three (it takes the others' ranges and last rows), all three in turn (the
+    /// later ones find nothing left), two in reverse, one of more threads than rows.
+    static let schedules: [(threads: Int, order: [Int32])] = [(3, [1]), (3, [0, 2, 1]), (2, [1, 0]), (8, [7, 0])]
+
+    @Test("float weights on every instruction set", arguments: [(39, 100), (64, 96), (5, 40), (1, 33), (203, 260), (0, 16)])
+    func floats(n: Int, k: Int) {
+        var generator = SeededGenerator(seed: UInt64(n * 1000 + k))
+        let x = randomTensor([1, k], using: &generator)
+        let w = randomTensor([n, k], using: &generator)
+        let bias = randomTensor([n], using: &generator)
+        for isa in Fast.availableInstructionSets {
+            Fast.withInstructionSet(isa) {
+                for dtype in [DType.float32, .bfloat16, .float16] {
+                    let weight = WeightView(w, as: dtype)
+                    let reference = Reference.linear(x, weight: weight, bias: WeightView(bias))
+                    for (threads, order) in Self.schedules {
+                        var y = [Float](repeating: .nan, count: n)
+                        Self.run(n: n, k: k, dtype: Fast.code(dtype), threads: threads, order: order) { plan, thread in
+                            ck_gemv_rows(x.scalars, Int64(k), weight.bytes.baseAddress, Fast.code(dtype), bias.scalars, &y, plan, thread)
+                        }
+                        let d = difference(Tensor(shape: [1, n], scalars: y), reference)
+                        #expect(d.max <= 1e-4 * Float(k).squareRoot(), "\(isa) \(dtype) \(n)×\(k), \(threads) threads \(order): max \(d.max) at \(d.at)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("int8 weights, one to seventeen input rows, on every instruction set: the same bits as one thread's call",
+          arguments: [(39, 1, 96), (64, 3, 64), (5, 1, 32), (203, 17, 160)])
+    func int8(n: Int, m: Int, k: Int) throws {
+        var generator = SeededGenerator(seed: UInt64(n * 1000 + m * 100 + k))
+        let x = WeightView(randomTensor([m, k], in: -3...3, using: &generator), as: .int8)
+        let weight = WeightView(randomTensor([n, k], using: &generator), as: .int8)
+        let xq = try #require(x.quantizedValues).bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
+        let xs = try #require(x.scaleView).bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+        let q = try #require(weight.quantizedValues).bytes.baseAddress!.assumingMemoryBound(to: Int8.self)
+        let scales = try #require(weight.scaleView).bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+        for isa in Fast.availableInstructionSets {
+            Fast.withInstructionSet(isa) {
+                var whole = [Float](repeating: .nan, count: m * n)
+                ck_gemv_q8(xq, xs, Int64(m), Int64(k), q, scales, nil, &whole, Int64(n), 0, Int64(n))
+                #expect(!whole.contains { $0.isNaN })
+                for (threads, order) in Self.schedules {
+                    var y = [Float](repeating: .nan, count: m * n)
+                    Self.run(n: n, k: k, dtype: Int32(CK_Q8), threads: threads, order: order) { plan, thread in
+                        ck_gemv_q8_rows(xq, xs, Int64(m), Int64(k), q, scales, nil, &y, Int64(n), plan, thread)
+                    }
+                    #expect(y.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa) \(n)×\(k), \(m) rows, \(threads) threads \(order)")
+                }
+            }
+        }
+    }
+}
