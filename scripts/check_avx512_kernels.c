@@ -133,35 +133,36 @@ static void q8_plan_product(void *context, const int8_t *xq, const float *xs) {
     const q8_plan_case *c = context;
     plan_storage storage;
     ck_rows_plan *plan = (ck_rows_plan *)storage.bytes;
-    ck_rows_plan_init(plan, c->n, c->k, CK_Q8, PLAN_THREADS);
+    ck_rows_plan_init(plan, c->m, c->n, c->k, CK_Q8, PLAN_THREADS);
     for (int t = 1; t <= PLAN_THREADS; t++) ck_gemv_q8_rows(xq, xs, c->m, c->k, c->q, c->scales, NULL, c->y, c->n, plan, t % PLAN_THREADS);
 }
 
-// The one-row products (and int8's for 1 and 19 rows) through such a plan, 203 rows (each
-// thread's range in parts of 8 or 4 and a few rows after them), at `level` against portable C.
+// The decoding products (1 and 5 input rows; int8's 1 and 19) through such a plan, 203 rows
+// (each thread's range in parts of 8 or 4 and a few rows after them), at `level` against
+// portable C.
 static void check_plans(int level) {
     const int64_t n = 203, ks[] = {37, 64, 200, 224};
     const char *names[] = {"fp32", "bf16", "fp16"};
     char what[96];
     for (int32_t dtype = CK_F32; dtype <= CK_F16; dtype++)
-        for (int ki = 0; ki < 4; ki++) {
-            const int64_t k = ks[ki];
-            float *x = randoms(k, -1, 1), *wf = randoms(n * k, -1, 1), *bias = randoms(n, -1, 1);
+        for (int c = 0; c < 8; c++) {
+            const int64_t m = c < 4 ? 1 : 5, k = ks[c % 4];
+            float *x = randoms(m * k, -1, 1), *wf = randoms(n * k, -1, 1), *bias = randoms(n, -1, 1);
             uint16_t *wh = malloc((size_t)(n * k) * sizeof(uint16_t));
             for (int64_t i = 0; i < n * k; i++) wh[i] = dtype == CK_BF16 ? f32_to_bf16(wf[i]) : (uint16_t)_cvtss_sh(wf[i], 0);
             const void *w = dtype == CK_F32 ? (const void *)wf : (const void *)wh;
             float *y[2];  // portable, level
             for (int i = 0; i < 2; i++) {
-                y[i] = malloc((size_t)n * sizeof(float));
-                for (int64_t j = 0; j < n; j++) y[i][j] = NAN;
+                y[i] = malloc((size_t)(m * n) * sizeof(float));
+                for (int64_t j = 0; j < m * n; j++) y[i][j] = NAN;
                 ck_set_thread_isa_cap(i ? level : 0);
                 plan_storage storage;
                 ck_rows_plan *plan = (ck_rows_plan *)storage.bytes;
-                ck_rows_plan_init(plan, n, k, dtype, PLAN_THREADS);
-                for (int t = 1; t <= PLAN_THREADS; t++) ck_gemv_rows(x, k, w, dtype, bias, y[i], plan, t % PLAN_THREADS);
+                ck_rows_plan_init(plan, m, n, k, dtype, PLAN_THREADS);
+                for (int t = 1; t <= PLAN_THREADS; t++) ck_gemv_rows(x, m, k, w, dtype, bias, y[i], n, plan, t % PLAN_THREADS);
             }
-            snprintf(what, sizeof what, "level %d, %s product through a plan, 1 × %lld", level, names[dtype], (long long)k);
-            expect_close(what, y[1], y[0], n, 1e-5f);
+            snprintf(what, sizeof what, "level %d, %s product through a plan, %lld × %lld", level, names[dtype], (long long)m, (long long)k);
+            expect_close(what, y[1], y[0], m * n, 1e-5f);
             free(y[0]), free(y[1]), free(x), free(wf), free(wh), free(bias);
         }
     for (int64_t m = 1; m <= 19; m += 18)

@@ -568,8 +568,7 @@ CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 // during which the hardware prefetcher, seeing no misses, fetches nothing: so the second pass
 // asks for the next four rows (row j + 1 follows row j in memory) into L2. At batch 8 this product is
 // bound by arithmetic as much as by memory (C harness, 130m shape: 20–21 → 17–19 ms a step).
-enum { CK_GEMV_BATCH = 16 };
-
+//
 // R (2 to RMAX) input rows from x (stride ldx) times the four weight rows at `rows`, into y, on
 // vectors of LANES floats (VEC, with its zero, load, fused multiply-add and sum); when
 // `prefetch`, each line of the next four rows (rows[u] + 1, ESIZE-byte weights) is prefetched
@@ -610,28 +609,38 @@ enum { CK_GEMV_BATCH = 16 };
     CK_DEFINE_GEMV_BLOCK(NAME, CK_AVX2, __m256, 8, 3, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, hsum256,    \
                          LOAD, DTYPE, ESIZE)
 
-#define CK_DEFINE_GEMV_BATCH_AVX2(NAME, BLOCK, LOAD, DOT, DTYPE, ESIZE)                                                 \
-    CK_DEFINE_GEMV_BLOCK_AVX2(BLOCK, LOAD, DTYPE, ESIZE)                                                           \
-    static CK_AVX2 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,          \
-                             const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                   \
-        const int64_t quarter = (j1 - j0) / 4;                                                                     \
-        for (int64_t i = 0; i < quarter; i++) {                                                                    \
-            int64_t rows[4];                                                                                       \
-            gemv_quarter_rows(j0, quarter, i, rows);                                                               \
-            /* Passes of three rows, and of two when two or four are left (so never a lone row,      \
-               which would load four weights for four FMAs; m ≥ 2); the second pass prefetches. */       \
-            for (int64_t r = 0, pass = 0; r < m; pass++) {                                                         \
-                const int two = m - r == 2 || m - r == 4, fetch = pass == 1 && i + 1 < quarter;                   \
-                if (two && fetch) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);          \
-                else if (two) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);              \
-                else if (fetch) BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);            \
-                else BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);                       \
-                r += two ? 2 : 3;                                                                                  \
+// The batched product on a plan's rows: for each step's four quarter rows, PASSES (below) takes
+// the input rows through BLOCK; the rows after the parts one at a time through DOT.
+#define CK_DEFINE_GEMV_BATCH(NAME, TARGET, BLOCK, DOT, PASSES)                                                     \
+    static TARGET void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,         \
+                            const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread) {        \
+        rows_window win;                                                                                           \
+        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
+            for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
+                int64_t rows[4];                                                                                   \
+                gemv_quarter_rows(win.base, win.part, i, rows);                                                    \
+                PASSES(BLOCK)                                                                                      \
             }                                                                                                      \
+            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++)                           \
+                for (int64_t r = 0; r < m; r++) y[r * ldy + j] = DOT(x + r * ldx, k, w, j * ldw) + (bias ? bias[j] : 0.0f); \
         }                                                                                                          \
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                            \
-            for (int64_t r = 0; r < m; r++) y[r * ldy + j] = DOT(x + r * ldx, k, w, j * ldw) + (bias ? bias[j] : 0.0f); \
     }
+
+// Passes of three rows, and of two when two or four are left (so never a lone row, which would
+// load four weights for four FMAs; m ≥ 2); the second pass prefetches.
+#define CK_GEMV_BATCH_PASSES_AVX2(BLOCK)                                                                           \
+    for (int64_t r = 0, pass = 0; r < m; pass++) {                                                                 \
+        const int two = m - r == 2 || m - r == 4, fetch = pass == 1 && i + 1 < win.i1;                             \
+        if (two && fetch) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);                  \
+        else if (two) BLOCK(x + r * ldx, ldx, 2, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);                      \
+        else if (fetch) BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 1, bias, y + r * ldy, ldy);                    \
+        else BLOCK(x + r * ldx, ldx, 3, k, w, ldw, rows, 0, bias, y + r * ldy, ldy);                               \
+        r += two ? 2 : 3;                                                                                          \
+    }
+
+#define CK_DEFINE_GEMV_BATCH_AVX2(NAME, BLOCK, LOAD, DOT, DTYPE, ESIZE)                                            \
+    CK_DEFINE_GEMV_BLOCK_AVX2(BLOCK, LOAD, DTYPE, ESIZE)                                                           \
+    CK_DEFINE_GEMV_BATCH(NAME, CK_AVX2, BLOCK, DOT, CK_GEMV_BATCH_PASSES_AVX2)
 
 CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_f32_avx2, gemv_block_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32, 4)
 CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_bf16_avx2, gemv_block_bf16_avx2, CK_LOAD8_BF16, dot_bf16_avx2, CK_BF16, 2)
@@ -644,36 +653,28 @@ CK_DEFINE_GEMV_BATCH_AVX2(gemv_batch_f16_avx2, gemv_block_f16_avx2, CK_LOAD8_F16
     CK_DEFINE_GEMV_BLOCK(NAME, CK_AVX512, __m512, 16, 6, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps,          \
                          _mm512_reduce_add_ps, LOAD, DTYPE, ESIZE)
 
-#define CK_DEFINE_GEMV_BATCH_AVX512(NAME, BLOCK, LOAD, DOT, DTYPE, ESIZE)                                               \
-    CK_DEFINE_GEMV_BLOCK_AVX512(BLOCK, LOAD, DTYPE, ESIZE)                                                         \
-    static CK_AVX512 void NAME(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw,        \
-                               const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {                 \
-        const int64_t quarter = (j1 - j0) / 4;                                                                     \
-        for (int64_t i = 0; i < quarter; i++) {                                                                    \
-            int64_t rows[4];                                                                                       \
-            gemv_quarter_rows(j0, quarter, i, rows);                                                               \
-            /* Passes of equal size, at most six rows each (m ≥ 2: never a lone row). The second \
-               prefetches the next rows, or the only one when there is one (C harness, 130m shape,\
-               fp32 at batch 4: 1.09× the AVX2 kernel's time without, 0.92× with). Each size is a \
-               constant at its call, so the accumulators stay in registers. */                     \
-            const int64_t passes = (m + 5) / 6, fetching = passes > 1 ? 1 : 0;                                     \
-            for (int64_t pass = 0, r = 0; pass < passes; pass++) {                                                 \
-                const int R = (int)((m - r) / (passes - pass)), fetch = pass == fetching && i + 1 < quarter;       \
-                const float *xr = x + r * ldx;                                                                     \
-                float *yr = y + r * ldy;                                                                           \
-                switch (R) {                                                                                       \
-                case 2: BLOCK(xr, ldx, 2, k, w, ldw, rows, fetch, bias, yr, ldy); break;                            \
-                case 3: BLOCK(xr, ldx, 3, k, w, ldw, rows, fetch, bias, yr, ldy); break;                            \
-                case 4: BLOCK(xr, ldx, 4, k, w, ldw, rows, fetch, bias, yr, ldy); break;                            \
-                case 5: BLOCK(xr, ldx, 5, k, w, ldw, rows, fetch, bias, yr, ldy); break;                            \
-                default: BLOCK(xr, ldx, 6, k, w, ldw, rows, fetch, bias, yr, ldy); break;                           \
-                }                                                                                                  \
-                r += R;                                                                                            \
-            }                                                                                                      \
+// Passes of equal size, at most six rows each (m ≥ 2: never a lone row). The second prefetches
+// the next rows, or the only one when there is one (C harness, 130m shape, fp32 at batch 4:
+// 1.09× the AVX2 kernel's time without, 0.92× with). Each size is a constant at its call, so the
+// accumulators stay in registers.
+#define CK_GEMV_BATCH_PASSES_AVX512(BLOCK)                                                                         \
+    for (int64_t passes = (m + 5) / 6, pass = 0, r = 0; pass < passes; pass++) {                                   \
+        const int R = (int)((m - r) / (passes - pass)), fetch = pass == (passes > 1 ? 1 : 0) && i + 1 < win.i1;    \
+        const float *xr = x + r * ldx;                                                                             \
+        float *yr = y + r * ldy;                                                                                   \
+        switch (R) {                                                                                               \
+        case 2: BLOCK(xr, ldx, 2, k, w, ldw, rows, fetch, bias, yr, ldy); break;                                   \
+        case 3: BLOCK(xr, ldx, 3, k, w, ldw, rows, fetch, bias, yr, ldy); break;                                   \
+        case 4: BLOCK(xr, ldx, 4, k, w, ldw, rows, fetch, bias, yr, ldy); break;                                   \
+        case 5: BLOCK(xr, ldx, 5, k, w, ldw, rows, fetch, bias, yr, ldy); break;                                   \
+        default: BLOCK(xr, ldx, 6, k, w, ldw, rows, fetch, bias, yr, ldy); break;                                  \
         }                                                                                                          \
-        for (int64_t j = j0 + 4 * quarter; j < j1; j++)                                                            \
-            for (int64_t r = 0; r < m; r++) y[r * ldy + j] = DOT(x + r * ldx, k, w, j * ldw) + (bias ? bias[j] : 0.0f); \
+        r += R;                                                                                                    \
     }
+
+#define CK_DEFINE_GEMV_BATCH_AVX512(NAME, BLOCK, LOAD, DOT, DTYPE, ESIZE)                                          \
+    CK_DEFINE_GEMV_BLOCK_AVX512(BLOCK, LOAD, DTYPE, ESIZE)                                                         \
+    CK_DEFINE_GEMV_BATCH(NAME, CK_AVX512, BLOCK, DOT, CK_GEMV_BATCH_PASSES_AVX512)
 
 CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f32_avx512, gemv_block_f32_avx512, CK_LOAD_F32, dot_f32_avx2, CK_F32, 4)
 CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_bf16_avx512, gemv_block_bf16_avx512, CK_LOAD_BF16, dot_bf16_avx2, CK_BF16, 2)
@@ -796,42 +797,57 @@ CK_DEFINE_GEMV_AVX512(gemv_f16_avx512, CK_LOAD_F16, CK_F16)
 
 #endif
 
-// How many streams side by side the matrix-vector kernel for `dtype` reads on this thread's
-// instruction set: a plan's `parts`.
-static int32_t gemv_parts(int32_t dtype) {
-    if (ck_isa() >= 2 && dtype != CK_Q8) return 8;
+// How many streams side by side the matrix-vector kernel for m input rows and `dtype` reads on
+// this thread's instruction set: a plan's `parts`.
+static int32_t gemv_parts(int64_t m, int32_t dtype) {
+    if (ck_isa() >= 2 && dtype != CK_Q8 && m == 1) return 8;
     return ck_isa() >= 1 ? 4 : 1;
 }
 
-// One input row against the rows of a plan: the kernel that reads the plan's parts on this
-// thread's instruction set, or the portable product, run by run.
-static void gemv_rows(const float *x, int64_t k, const void *w, int64_t ldw, int32_t dtype, const float *bias, float *y,
-                      ck_rows_plan *plan, int32_t thread) {
+// m input rows (up to CK_GEMV_BATCH) against the rows of a plan: the kernel that reads the
+// plan's parts on this thread's instruction set, or the portable product, run by run.
+static void gemv_rows(const float *x, int64_t ldx, int64_t m, int64_t k, const void *w, int64_t ldw, int32_t dtype,
+                      const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread) {
 #ifdef CK_X86
-    if (plan->parts == 8 && ck_isa() >= 2) {
+    if (m == 1 && plan->parts == 8 && ck_isa() >= 2) {
         switch (dtype) {
         case CK_BF16: gemv_bf16_avx512(x, k, w, ldw, bias, y, plan, thread); return;
         case CK_F16: gemv_f16_avx512(x, k, w, ldw, bias, y, plan, thread); return;
         default: gemv_f32_avx512(x, k, w, ldw, bias, y, plan, thread); return;
         }
     }
-    if (plan->parts == 4 && ck_isa() >= 1) {
+    if (m == 1 && plan->parts == 4 && ck_isa() >= 1) {
         switch (dtype) {
         case CK_BF16: gemv_bf16_avx2(x, k, w, ldw, bias, y, plan, thread); return;
         case CK_F16: gemv_f16_avx2(x, k, w, ldw, bias, y, plan, thread); return;
         default: gemv_f32_avx2(x, k, w, ldw, bias, y, plan, thread); return;
         }
     }
+    if (m > 1 && m <= CK_GEMV_BATCH && plan->parts == 4 && ck_isa() >= 2) {
+        switch (dtype) {
+        case CK_BF16: gemv_batch_bf16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        case CK_F16: gemv_batch_f16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        default: gemv_batch_f32_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        }
+    }
+    if (m > 1 && m <= CK_GEMV_BATCH && plan->parts == 4 && ck_isa() >= 1) {
+        switch (dtype) {
+        case CK_BF16: gemv_batch_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        case CK_F16: gemv_batch_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, plan, thread); return;
+        }
+    }
 #endif
     rows_window win;
     for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)
         for (int32_t u = 0; u < (win.part ? plan->parts : 1); u++)
-            linear_generic(x, k, 1, k, w, ldw, dtype, bias, y, 0, win.base + u * win.part + win.i0, win.base + u * win.part + win.i1);
+            linear_generic(x, ldx, m, k, w, ldw, dtype, bias, y, ldy, win.base + u * win.part + win.i0,
+                           win.base + u * win.part + win.i1);
 }
 
-void ck_gemv_rows(const float *x, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
-                  ck_rows_plan *plan, int32_t thread) {
-    gemv_rows(x, k, w, k, dtype, bias, y, plan, thread);
+void ck_gemv_rows(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
+                  int64_t ldy, ck_rows_plan *plan, int32_t thread) {
+    gemv_rows(x, k, m, k, w, k, dtype, bias, y, ldy, plan, thread);
 }
 
 /// y[r, j] = Σ_c x[r, c] · w[j, c] (+ bias[j]) with row strides: the one matrix product every
@@ -843,24 +859,11 @@ static void gemm_nt(const float *x, int64_t ldx, int64_t m, int64_t k, const voi
     // eight streams per core), a batch by memory and arithmetic (on AVX-512, passes of up to six
     // rows). More rows (prefill) go through the block kernels, which keep each weight in
     // registers for four input rows.
-    if (ck_isa() >= 1 && m == 1) {
-        CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(dtype), rows_chunk(gemv_parts(dtype), k, dtype));
-        gemv_rows(x, k, w, ldw, dtype, bias, y, plan, 0);
-        return;
-    }
-    if (ck_isa() >= 2 && m <= CK_GEMV_BATCH) {
-        switch (dtype) {
-        case CK_BF16: gemv_batch_bf16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        case CK_F16: gemv_batch_f16_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        default: gemv_batch_f32_avx512(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        }
-    }
     if (ck_isa() >= 1 && m <= CK_GEMV_BATCH) {
-        switch (dtype) {
-        case CK_BF16: gemv_batch_bf16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        case CK_F16: gemv_batch_f16_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        default: gemv_batch_f32_avx2(x, ldx, m, k, w, ldw, bias, y, ldy, j0, j1); return;
-        }
+        const int32_t parts = gemv_parts(m, dtype);
+        CK_ONE_RANGE_PLAN(plan, j0, j1, parts, rows_chunk(parts, k, dtype));
+        gemv_rows(x, ldx, m, k, w, ldw, dtype, bias, y, ldy, plan, 0);
+        return;
     }
     if (ck_isa() >= 2) {
         switch (dtype) {
@@ -1214,8 +1217,8 @@ CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2, q8_row_four_inputs_avx2)
 CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni, NULL)
 #endif
 
-int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t n, int64_t k, int32_t dtype, int32_t threads) {
-    const int32_t parts = gemv_parts(dtype);
+int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t m, int64_t n, int64_t k, int32_t dtype, int32_t threads) {
+    const int32_t parts = gemv_parts(m, dtype);
     return rows_plan_init(plan, 0, n, threads, parts, rows_chunk(parts, k, dtype));
 }
 
@@ -1243,7 +1246,7 @@ void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, co
 
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(CK_Q8), rows_chunk(gemv_parts(CK_Q8), k, CK_Q8));
+    CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(m, CK_Q8), rows_chunk(gemv_parts(m, CK_Q8), k, CK_Q8));
     ck_gemv_q8_rows(xq, xs, m, k, q, scales, bias, y, ldy, plan, 0);
 }
 

@@ -8,12 +8,13 @@ import Testing
 /// thread that comes after the others have stolen its range, or never comes, is certain.
 @Suite("row plans compute every row, whichever threads come")
 struct RowsPlanTests {
-    /// Participants `order` of a `threads`-thread plan for rows `0..<n`, one after another.
-    static func run(n: Int, k: Int, dtype: Int32, threads: Int, order: [Int32], _ participant: (OpaquePointer, Int32) -> Void) {
+    /// Participants `order` of a `threads`-thread plan for rows `0..<n` and `m` input rows, one
+    /// after another.
+    static func run(m: Int, n: Int, k: Int, dtype: Int32, threads: Int, order: [Int32], _ participant: (OpaquePointer, Int32) -> Void) {
         let bytes = UnsafeMutableRawPointer.allocate(byteCount: Int(ck_rows_plan_size(Int32(threads))), alignment: 64)
         defer { bytes.deallocate() }
         let plan = OpaquePointer(bytes)
-        #expect(ck_rows_plan_init(plan, Int64(n), Int64(k), dtype, Int32(threads)) == 1)
+        #expect(ck_rows_plan_init(plan, Int64(m), Int64(n), Int64(k), dtype, Int32(threads)) == 1)
         for thread in order { participant(plan, thread) }
     }
 
@@ -21,10 +22,11 @@ struct RowsPlanTests {
     /// later ones find nothing left), two in reverse, one of more threads than rows.
     static let schedules: [(threads: Int, order: [Int32])] = [(3, [1]), (3, [0, 2, 1]), (2, [1, 0]), (8, [7, 0])]
 
-    @Test("float weights on every instruction set", arguments: [(39, 100), (64, 96), (5, 40), (1, 33), (203, 260), (0, 16)])
-    func floats(n: Int, k: Int) {
-        var generator = SeededGenerator(seed: UInt64(n * 1000 + k))
-        let x = randomTensor([1, k], using: &generator)
+    @Test("float weights, one input row and batches, on every instruction set",
+          arguments: [(39, 1, 100), (64, 1, 96), (5, 1, 40), (1, 1, 33), (203, 1, 260), (0, 1, 16), (203, 5, 72), (70, 2, 40), (39, 16, 64)])
+    func floats(n: Int, m: Int, k: Int) {
+        var generator = SeededGenerator(seed: UInt64(n * 1000 + m * 100 + k))
+        let x = randomTensor([m, k], using: &generator)
         let w = randomTensor([n, k], using: &generator)
         let bias = randomTensor([n], using: &generator)
         for isa in Fast.availableInstructionSets {
@@ -33,12 +35,12 @@ struct RowsPlanTests {
                     let weight = WeightView(w, as: dtype)
                     let reference = Reference.linear(x, weight: weight, bias: WeightView(bias))
                     for (threads, order) in Self.schedules {
-                        var y = [Float](repeating: .nan, count: n)
-                        Self.run(n: n, k: k, dtype: Fast.code(dtype), threads: threads, order: order) { plan, thread in
-                            ck_gemv_rows(x.scalars, Int64(k), weight.bytes.baseAddress, Fast.code(dtype), bias.scalars, &y, plan, thread)
+                        var y = [Float](repeating: .nan, count: m * n)
+                        Self.run(m: m, n: n, k: k, dtype: Fast.code(dtype), threads: threads, order: order) { plan, thread in
+                            ck_gemv_rows(x.scalars, Int64(m), Int64(k), weight.bytes.baseAddress, Fast.code(dtype), bias.scalars, &y, Int64(n), plan, thread)
                         }
-                        let d = difference(Tensor(shape: [1, n], scalars: y), reference)
-                        #expect(d.max <= 1e-4 * Float(k).squareRoot(), "\(isa) \(dtype) \(n)×\(k), \(threads) threads \(order): max \(d.max) at \(d.at)")
+                        let d = difference(Tensor(shape: [m, n], scalars: y), reference)
+                        #expect(d.max <= 1e-4 * Float(k).squareRoot(), "\(isa) \(dtype) \(m) × \(n)×\(k), \(threads) threads \(order): max \(d.max) at \(d.at)")
                     }
                 }
             }
@@ -62,7 +64,7 @@ struct RowsPlanTests {
                 #expect(!whole.contains { $0.isNaN })
                 for (threads, order) in Self.schedules {
                     var y = [Float](repeating: .nan, count: m * n)
-                    Self.run(n: n, k: k, dtype: Int32(CK_Q8), threads: threads, order: order) { plan, thread in
+                    Self.run(m: m, n: n, k: k, dtype: Int32(CK_Q8), threads: threads, order: order) { plan, thread in
                         ck_gemv_q8_rows(xq, xs, Int64(m), Int64(k), q, scales, nil, &y, Int64(n), plan, thread)
                     }
                     #expect(y.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa) \(n)×\(k), \(m) rows, \(threads) threads \(order)")

@@ -66,16 +66,22 @@ typedef struct ck_rows_plan ck_rows_plan;
 /// Bytes a plan for `threads` threads takes (to be 64-byte aligned).
 int64_t ck_rows_plan_size(int32_t threads);
 
-/// A plan for rows [0, n) of a product with rows of k values in `dtype` (CK_Q8 included), for
-/// `threads` callers of ck_gemv_rows or ck_gemv_q8_rows (on this thread's instruction set).
-/// Returns 0 when a thread's range holds 2³² steps or more, which the plan cannot count.
-int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t n, int64_t k, int32_t dtype, int32_t threads);
+/// The most input rows the matrix-vector kernels take (decoding a batch); ck_linear gives more
+/// to the block kernels (prefill), ck_gemv_q8 takes them in runs of this many.
+enum { CK_GEMV_BATCH = 16 };
 
-/// y = W · x for one input row, on thread `thread` (0 ..< the plan's threads) of a plan: returns
-/// when no rows are left. Each thread must call it once (a thread that never comes leaves its
-/// rows to the others). w: [n, k] in `dtype` (not CK_Q8); bias: [n] or NULL; y: [n].
-void ck_gemv_rows(const float *x, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
-                  ck_rows_plan *plan, int32_t thread);
+/// A plan for rows [0, n) of a product of m input rows with rows of k values in `dtype` (CK_Q8
+/// included), for `threads` callers of ck_gemv_rows or ck_gemv_q8_rows (on this thread's
+/// instruction set). Returns 0 when a thread's range holds 2³² steps or more, which the plan
+/// cannot count.
+int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t m, int64_t n, int64_t k, int32_t dtype, int32_t threads);
+
+/// ck_linear's product for m ≤ CK_GEMV_BATCH input rows (x: [m, k]; y: row stride ldy), on
+/// thread `thread` (0 ..< the plan's threads) of a plan made for the same m: returns when no
+/// rows are left. Each thread must call it once (a thread that never comes leaves its rows to
+/// the others). w: [n, k] in `dtype` (not CK_Q8); bias: [n] or NULL.
+void ck_gemv_rows(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
+                  int64_t ldy, ck_rows_plan *plan, int32_t thread);
 
 /// ck_gemv_q8 for the rows of a plan (made with CK_Q8), on thread `thread`, as ck_gemv_rows.
 void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
