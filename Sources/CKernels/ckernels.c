@@ -249,9 +249,11 @@ static int32_t rows_plan_init(ck_rows_plan *plan, int64_t j0, int64_t j1, int32_
 
 // The next run for `thread` (*phase 0 on its first call), or 0 when every row is taken. First
 // its own steps from the front, a quarter of what is left at a time but at least `chunk` (each
-// claim is a locked instruction, which stalls the loads in flight); then the rows after the parts of any range;
-// then, while steps are left anywhere, half of the most a range has left, from its far end: the
-// owner's streams run on unbroken while a thread that finished first takes the rest from behind.
+// claim is a locked instruction, which stalls the loads in flight); then the rows after the parts
+// of any range, its own first; then, while steps are left anywhere, a quarter of the most a range
+// has left (at least `chunk`), from its far end: the owner's streams run on unbroken while a
+// thread that finished first takes the rest from behind, in pieces small enough that a range
+// whose owner never comes is shared by all the others.
 static int rows_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, rows_window *window) {
     if (*phase == 0) {
         ck_rows_range *own = &plan->range[thread];
@@ -298,7 +300,8 @@ static int rows_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, rows_wi
             }
         }
         if (victim < 0) return 0;
-        const uint64_t lo = (uint32_t)seen, hi = seen >> 32, take = (most + 1) / 2;
+        const uint64_t lo = (uint32_t)seen, hi = seen >> 32, quarter = most / 4 > (uint64_t)plan->chunk ? most / 4 : (uint64_t)plan->chunk;
+        const uint64_t take = quarter < most ? quarter : most;
         if (__atomic_compare_exchange_n(&plan->range[victim].steps, &seen, lo | (hi - take) << 32, 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED)) {
             *window = (rows_window){plan->range[victim].base, plan->range[victim].part, (int64_t)(hi - take), (int64_t)hi};
@@ -306,6 +309,15 @@ static int rows_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, rows_wi
         }
     }
 }
+
+int32_t ck_rows_plan_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, int64_t run[4]) {
+    rows_window window;
+    if (!rows_next(plan, thread, phase, &window)) return 0;
+    run[0] = window.base, run[1] = window.part, run[2] = window.i0, run[3] = window.i1;
+    return 1;
+}
+
+int32_t ck_rows_plan_parts(const ck_rows_plan *plan) { return plan->parts; }
 
 // A plan for one thread over [j0, j1), on the caller's stack: the single-range kernel calls.
 #define CK_ONE_RANGE_PLAN(NAME, J0, J1, PARTS, CHUNK)                                                 \
@@ -515,9 +527,9 @@ CK_DEFINE_LINEAR_AVX2(linear_bf16_avx2, CK_LOAD8_BF16, dot_bf16_avx2, CK_BF16)
 CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 
 // Matrix-vector products (decoding). Four weight rows at a time, as in the product above, but
-// one from each quarter of the rows [j0, j1) rather than four neighbours: each core then streams
-// four long runs of memory instead of hopping between rows only 1.5–16 KB long, which this
-// machine's memory system serves markedly faster (768-wide bf16 rows in a C harness: 26–30 GB/s
+// one from each quarter of a plan's range of rows rather than four neighbours: each core then
+// streams four long runs of memory instead of hopping between rows only 1.5–16 KB long, which
+// this machine's memory system serves markedly faster (768-wide bf16 rows in a C harness: 26–30 GB/s
 // against 17–20; docs/benchmarks.md). Each row's sum is computed alone, as before.
 CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t rows[4]) {
     for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
@@ -683,7 +695,7 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
 // bf16: a W-bit load holds W / 16 weights; shifting each 32-bit lane left by 16 gives the even
 // ones as fp32, masking the low half gives the odd ones, so x is split into its even and odd
 // elements (in runs of W / 16) once per row instead of widening every weight with a shuffle.
-// ROWS weight rows at a time, one from each ROWS-th part of [j0, j1) (see gemv_quarter_rows).
+// ROWS weight rows at a time, one from each ROWS-th part of a plan's range (see gemv_quarter_rows).
 // With AVX-512, eight rows: on the Xeon (C harness, the 7B shape's projections from memory on
 // two threads, rounds alternating) the AVX2 kernel's four quarter rows 1.0, four with 512-bit
 // vectors 1.04×, eight 1.15×. The Xeon's memory serves eight streams per core better than four
@@ -1161,10 +1173,10 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 }
 
 // Rows of activations against int8 weights, four weight rows at a time, one from each quarter
-// of [j0, j1) as in gemv_f32_avx2, so each core streams four long runs of memory. Up to
-// CK_GEMV_BATCH input rows take their turn at the same four weight rows before the next four, so
-// that many rows read the weights from memory once (the others find them in L1/L2) while their
-// own activations stay in cache; more rows go through in runs of that many. Each input row goes
+// of a plan's range as in gemv_f32_avx2, so each core streams four long runs of memory. Every
+// input row takes its turn at a run of the plan's `chunk` steps (about 128 KB of weights) before
+// the next run, CK_GEMV_BATCH rows at a time, so the weights are read from memory once (the
+// later turns find them in L2) while each group's activations stay in cache. Each input row goes
 // through ROWS (q8_rows_avx2 or q8_rows_vnni: the four weight rows at once, four independent
 // FMA chains, the activation blocks loaded once for all four), except that with FOUR_INPUTS
 // (q8_row_four_inputs_avx2; NULL for VNNI, not measured: there each row costs one vpdpbusd per 64

@@ -52,15 +52,18 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// are in the stored order above. The blocks are summed in integers, from activations quantized
 /// once per product by `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]); the AVX2 and
 /// VNNI kernels take 16 input rows at a time against each weight row, so 16 rows read the
-/// weights from memory once (the portable one takes the rows one after another).
+/// weights from memory once: every input row takes its turn at a run of about 128 KB of weights
+/// before the next (the portable one takes the rows one after another).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
 /// The rows of a matrix-vector product shared out among threads: each owns an equal range and
-/// reads it as the kernels do, a few streams side by side, claiming a run of about 128 KB at a
-/// time; a thread whose range is done takes half of what is left of the fullest one from its
-/// far end, so the owner's streams run on unbroken and the threads finish together however
-/// unevenly the memory serves them. Every row is computed exactly as in one thread's call.
+/// reads it as the kernels do, a few streams side by side, claiming a quarter of what is left at
+/// a time (at least about 128 KB); a thread whose range is done takes the rows left after the
+/// ranges' parts, then a quarter of what is left of the fullest range from its far end, so the
+/// owner's streams run on unbroken and the threads finish together however unevenly the memory
+/// serves them. Which rows go through the kernels' parts and which one at a time depends on n
+/// and the number of threads only, so the results do not depend on which threads come.
 typedef struct ck_rows_plan ck_rows_plan;
 
 /// Bytes a plan for `threads` threads takes (to be 64-byte aligned).
@@ -78,14 +81,23 @@ int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t m, int64_t n, int64_t k, i
 
 /// ck_linear's product for m ≤ CK_GEMV_BATCH input rows (x: [m, k]; y: row stride ldy), on
 /// thread `thread` (0 ..< the plan's threads) of a plan made for the same m: returns when no
-/// rows are left. Each thread must call it once (a thread that never comes leaves its rows to
-/// the others). w: [n, k] in `dtype` (not CK_Q8); bias: [n] or NULL.
+/// rows are left. Each thread calls it at most once (a thread that never comes leaves its rows
+/// to the others). w: [n, k] in `dtype` (not CK_Q8); bias: [n] or NULL.
 void ck_gemv_rows(const float *x, int64_t m, int64_t k, const void *w, int32_t dtype, const float *bias, float *y,
                   int64_t ldy, ck_rows_plan *plan, int32_t thread);
 
 /// ck_gemv_q8 for the rows of a plan (made with CK_Q8), on thread `thread`, as ck_gemv_rows.
 void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                      const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread);
+
+/// The next run of a plan's rows for `thread` (*phase 0 before its first call), as the kernels
+/// take them: returns 0 when every row is taken, else 1 with run[0..3] = base, part, i0, i1,
+/// meaning rows base + u · part + i for every part u and i in [i0, i1), or, with part 0, rows
+/// base + i0 ..< base + i1. For tests of the sharing itself.
+int32_t ck_rows_plan_next(ck_rows_plan *plan, int32_t thread, int32_t *phase, int64_t run[4]);
+
+/// The number of parts (streams side by side) of a plan.
+int32_t ck_rows_plan_parts(const ck_rows_plan *plan);
 
 typedef void (*ck_q8_body)(void *context, const int8_t *xq, const float *xs);
 

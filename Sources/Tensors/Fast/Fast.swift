@@ -105,7 +105,8 @@ public enum Fast {
         }
     }
 
-    /// How many `parallelFor` calls have run on the spinning pool (the rest went through Dispatch).
+    /// How many `parallelFor` and `parallelRows` calls have run on the spinning pool (the rest
+    /// went through Dispatch).
     static var pooledJobs: Int { Int(ck_pool_jobs()) }
 
     /// DRAM read bandwidth in bytes per second: the best of `repeats` parallel passes over a
@@ -157,7 +158,7 @@ public enum Fast {
             }
             let q = base.assumingMemoryBound(to: Int8.self)
             // The activations quantized once (on the C side's stack up to 32 KB), then shared by
-            // every slice: integer dot products, 16 input rows at a time against each weight row,
+            // every thread: integer dot products, 16 input rows at a time against each weight row,
             // which beat widening the weights for the fp32 block kernels at every size measured
             // (130m int8: batch-4 decode 1.7–2.0×, 512-token prefill 1.2–1.3×; 7B 64-token prefill 1.5×).
             var product = QuantizedProduct(m: m, n: n, k: k, q: q, scales: scales, bias: bias, y: y, ldy: ldy, threads: threads)
@@ -423,7 +424,7 @@ private let runParticipantJob: ck_job = { context, participant in
     context!.assumingMemoryBound(to: ParticipantJob.self).pointee.run(participant)
 }
 
-/// A value handed to the threads of `parallelFor`, which joins them before returning.
+/// A value handed to the threads of `runParticipants`, which joins them before returning.
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
