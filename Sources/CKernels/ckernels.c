@@ -535,43 +535,50 @@ CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t
     for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
 }
 
-#define CK_DEFINE_GEMV_AVX2(NAME, LOAD, DOT, DTYPE)                                                                \
-    static CK_AVX2 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,   \
-                             ck_rows_plan *plan, int32_t thread) {                                                 \
-        const int64_t k8 = k & ~(int64_t)7;                                                                        \
+// fp32 and fp16 weights, ROWS rows at a time (one from each ROWS-th part of a plan's range) on
+// W-bit vectors of LANES floats (LOAD widens them), two sums per row: 2 · ROWS FMA chains hide
+// the latency. A row after the parts goes alone through the same sums, so its bits do not
+// depend on which rows the plan puts after the parts.
+#define CK_DEFINE_GEMV(NAME, TARGET, W, ROWS, HSUM, LOAD, DTYPE)                                                   \
+    static TARGET void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y,    \
+                            ck_rows_plan *plan, int32_t thread) {                                                  \
+        enum { LANES = (W) / 32 };                                                                                 \
+        const int64_t kv = k & ~(int64_t)(2 * LANES - 1);                                                          \
         rows_window win;                                                                                           \
         for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
             for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
-                int64_t rows[4];                                                                                   \
-                gemv_quarter_rows(win.base, win.part, i, rows);                                                    \
-                /* Two sums per row: eight FMA chains hide the latency. */                                         \
-                __m256 acc0[4], acc1[4];                                                                           \
-                for (int u = 0; u < 4; u++) acc0[u] = acc1[u] = _mm256_setzero_ps();                               \
-                int64_t c = 0;                                                                                     \
-                for (; c + 16 <= k8; c += 16) {                                                                    \
-                    const __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);                     \
-                    for (int u = 0; u < 4; u++) {                                                                  \
-                        acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                        \
-                        acc1[u] = _mm256_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 8), acc1[u]);                    \
+                int64_t rows[ROWS];                                                                                \
+                for (int u = 0; u < (ROWS); u++) rows[u] = win.base + u * win.part + i;                            \
+                __m##W acc0[ROWS], acc1[ROWS];                                                                     \
+                for (int u = 0; u < (ROWS); u++) acc0[u] = acc1[u] = _mm##W##_setzero_ps();                        \
+                for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
+                    const __m##W x0 = _mm##W##_loadu_ps(x + c), x1 = _mm##W##_loadu_ps(x + c + LANES);             \
+                    for (int u = 0; u < (ROWS); u++) {                                                             \
+                        acc0[u] = _mm##W##_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                      \
+                        acc1[u] = _mm##W##_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + LANES), acc1[u]);              \
                     }                                                                                              \
                 }                                                                                                  \
-                for (; c < k8; c += 8) {                                                                           \
-                    const __m256 x0 = _mm256_loadu_ps(x + c);                                                      \
-                    for (int u = 0; u < 4; u++) acc0[u] = _mm256_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]); \
-                }                                                                                                  \
-                for (int u = 0; u < 4; u++) {                                                                      \
-                    float sum = hsum256(_mm256_add_ps(acc0[u], acc1[u]));                                          \
-                    for (int64_t c = k8; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);       \
+                for (int u = 0; u < (ROWS); u++) {                                                                 \
+                    float sum = HSUM(_mm##W##_add_ps(acc0[u], acc1[u]));                                           \
+                    for (int64_t c = kv; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);       \
                     y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                              \
                 }                                                                                                  \
             }                                                                                                      \
-            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++)                           \
-                y[j] = DOT(x, k, w, j * ldw) + (bias ? bias[j] : 0.0f);                                            \
+            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++) {                         \
+                __m##W acc0 = _mm##W##_setzero_ps(), acc1 = _mm##W##_setzero_ps();                                 \
+                for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
+                    acc0 = _mm##W##_fmadd_ps(_mm##W##_loadu_ps(x + c), LOAD(w, j * ldw + c), acc0);                \
+                    acc1 = _mm##W##_fmadd_ps(_mm##W##_loadu_ps(x + c + LANES), LOAD(w, j * ldw + c + LANES), acc1); \
+                }                                                                                                  \
+                float sum = HSUM(_mm##W##_add_ps(acc0, acc1));                                                     \
+                for (int64_t c = kv; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                 \
+                y[j] = sum + (bias ? bias[j] : 0.0f);                                                              \
+            }                                                                                                      \
         }                                                                                                          \
     }
 
-CK_DEFINE_GEMV_AVX2(gemv_f32_avx2, CK_LOAD8_F32, dot_f32_avx2, CK_F32)
-CK_DEFINE_GEMV_AVX2(gemv_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
+CK_DEFINE_GEMV(gemv_f32_avx2, CK_AVX2, 256, 4, hsum256, CK_LOAD8_F32, CK_F32)
+CK_DEFINE_GEMV(gemv_f16_avx2, CK_AVX2, 256, 4, hsum256, CK_LOAD8_F16, CK_F16)
 
 // Batched decoding (2 to CK_GEMV_BATCH input rows): the same four quarter rows, each weight
 // loaded once for up to three input rows at a time (12 accumulators, the most AVX2's 16
@@ -716,7 +723,7 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
         if (!split) {                                                                                              \
             rows_window win;                                                                                       \
             for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);)                                        \
-                for (int u = 0; u < (win.part ? (ROWS) : 1); u++)                                                  \
+                for (int32_t u = 0; u < (win.part ? plan->parts : 1); u++)                                         \
                     FALLBACK(x, k, 1, k, w, ldw, bias, y, 0, win.base + u * win.part + win.i0, win.base + u * win.part + win.i1); \
             return;                                                                                                \
         }                                                                                                          \
@@ -765,47 +772,9 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
 CK_DEFINE_GEMV_BF16(gemv_bf16_avx2, CK_AVX2, 256, 4, hsum256, linear_bf16_avx2)
 CK_DEFINE_GEMV_BF16(gemv_bf16_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, linear_bf16_avx512)
 
-// The same eight eighth rows for fp32 and fp16 weights (16 per load, widened by LOAD), two sums
-// per row.
-#define CK_DEFINE_GEMV_AVX512(NAME, LOAD, DTYPE)                                                                   \
-    static CK_AVX512 void NAME(const float *x, int64_t k, const void *w, int64_t ldw, const float *bias, float *y, \
-                               ck_rows_plan *plan, int32_t thread) {                                               \
-        const int64_t k32 = k & ~(int64_t)31;                                                                      \
-        rows_window win;                                                                                           \
-        for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
-            for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
-                int64_t rows[8];                                                                                   \
-                for (int u = 0; u < 8; u++) rows[u] = win.base + u * win.part + i;                                 \
-                __m512 acc0[8], acc1[8];                                                                           \
-                for (int u = 0; u < 8; u++) acc0[u] = acc1[u] = _mm512_setzero_ps();                               \
-                for (int64_t c = 0; c < k32; c += 32) {                                                            \
-                    const __m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);                    \
-                    for (int u = 0; u < 8; u++) {                                                                  \
-                        acc0[u] = _mm512_fmadd_ps(x0, LOAD(w, rows[u] * ldw + c), acc0[u]);                        \
-                        acc1[u] = _mm512_fmadd_ps(x1, LOAD(w, rows[u] * ldw + c + 16), acc1[u]);                   \
-                    }                                                                                              \
-                }                                                                                                  \
-                for (int u = 0; u < 8; u++) {                                                                      \
-                    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0[u], acc1[u]));                             \
-                    for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, rows[u] * ldw + c);      \
-                    y[rows[u]] = sum + (bias ? bias[rows[u]] : 0.0f);                                              \
-                }                                                                                                  \
-            }                                                                                                      \
-            for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++) {                         \
-                __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                                     \
-                for (int64_t c = 0; c < k32; c += 32) {                                                            \
-                    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c), LOAD(w, j * ldw + c), acc0);                    \
-                    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + c + 16), LOAD(w, j * ldw + c + 16), acc1);          \
-                }                                                                                                  \
-                float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));                                       \
-                for (int64_t c = k32; c < k; c++) sum += x[c] * load_scalar(w, DTYPE, j * ldw + c);                \
-                y[j] = sum + (bias ? bias[j] : 0.0f);                                                              \
-            }                                                                                                      \
-        }                                                                                                          \
-    }
-
-CK_DEFINE_GEMV_AVX512(gemv_f32_avx512, CK_LOAD_F32, CK_F32)
-CK_DEFINE_GEMV_AVX512(gemv_f16_avx512, CK_LOAD_F16, CK_F16)
+// The same eight eighth rows for fp32 and fp16 weights with 512-bit vectors.
+CK_DEFINE_GEMV(gemv_f32_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, CK_LOAD_F32, CK_F32)
+CK_DEFINE_GEMV(gemv_f16_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, CK_LOAD_F16, CK_F16)
 
 #endif
 

@@ -51,9 +51,9 @@ void ck_q8_interleave_rows(int8_t *rows, int64_t count, int64_t k);
 /// contributes scale_w · scale_x · Σ q_w · q_x. k must be a multiple of 32; q's rows (and xq's)
 /// are in the stored order above. The blocks are summed in integers, from activations quantized
 /// once per product by `ck_q8_with_quantized_rows` (xq: [m, k], xs: [m, k / 32]); the AVX2 and
-/// VNNI kernels take 16 input rows at a time against each weight row, so 16 rows read the
-/// weights from memory once: every input row takes its turn at a run of about 128 KB of weights
-/// before the next (the portable one takes the rows one after another).
+/// VNNI kernels take 16 input rows at a time against each weight row, and every input row takes
+/// its turn at a run of about 128 KB of weights before the next, so the weights are read from
+/// memory once (the portable one takes the rows one after another).
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1);
 
@@ -62,8 +62,8 @@ void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const i
 /// a time (at least about 128 KB); a thread whose range is done takes the rows left after the
 /// ranges' parts, then a quarter of what is left of the fullest range from its far end, so the
 /// owner's streams run on unbroken and the threads finish together however unevenly the memory
-/// serves them. Which rows go through the kernels' parts and which one at a time depends on n
-/// and the number of threads only, so the results do not depend on which threads come.
+/// serves them. A row's bits do not depend on which threads come; with one input row (and with
+/// int8 weights) not on how many either.
 typedef struct ck_rows_plan ck_rows_plan;
 
 /// Bytes a plan for `threads` threads takes (to be 64-byte aligned).

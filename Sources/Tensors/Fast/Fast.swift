@@ -65,19 +65,19 @@ public enum Fast {
     /// shares out the rows `0..<n` of a product of `m` input rows (weight rows of `k` values in
     /// `dtype`, `CK_Q8` included; `ck_rows_plan_init`), for `ck_gemv_rows` or `ck_gemv_q8_rows`: each
     /// thread reads its own range, then takes what is left of the others' from their far ends,
-    /// so the threads finish together. Returns false, having run nothing, when the plan cannot
-    /// count a thread's rows (2³² steps or more).
-    static func parallelRows(m: Int, n: Int, k: Int, dtype: Int32, threads: Int, _ body: (OpaquePointer, Int32) -> Void) -> Bool {
-        let parts = max(1, min(threads, n))
-        return withUnsafeTemporaryAllocation(byteCount: Int(ck_rows_plan_size(Int32(parts))), alignment: 64) { bytes in
+    /// so the threads finish together.
+    static func parallelRows(m: Int, n: Int, k: Int, dtype: Int32, threads: Int, _ body: (OpaquePointer, Int32) -> Void) {
+        let participants = max(1, min(threads, n))
+        withUnsafeTemporaryAllocation(byteCount: Int(ck_rows_plan_size(Int32(participants))), alignment: 64) { bytes in
             let plan = OpaquePointer(bytes.baseAddress!)
-            guard ck_rows_plan_init(plan, Int64(m), Int64(n), Int64(k), dtype, Int32(parts)) != 0 else { return false }
-            if parts == 1 {
-                body(plan, 0)
+            // A plan for several threads counts under 2³² steps a range; beyond, one thread takes
+            // every row (a plan for one always holds).
+            if participants > 1, ck_rows_plan_init(plan, Int64(m), Int64(n), Int64(k), dtype, Int32(participants)) != 0 {
+                runParticipants(participants) { body(plan, $0) }
             } else {
-                runParticipants(parts) { body(plan, $0) }
+                _ = ck_rows_plan_init(plan, Int64(m), Int64(n), Int64(k), dtype, 1)
+                body(plan, 0)
             }
-            return true
         }
     }
 
@@ -169,9 +169,10 @@ public enum Fast {
         let dtype = code(weight.dtype)
         // Decoding (up to CK_GEMV_BATCH input rows): each thread streams a range of its own,
         // then helps finish the others' (parallelRows).
-        if m <= CK_GEMV_BATCH, parallelRows(m: m, n: n, k: k, dtype: dtype, threads: threads, { plan, thread in
-            ck_gemv_rows(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), plan, thread)
-        }) {
+        if m <= CK_GEMV_BATCH {
+            parallelRows(m: m, n: n, k: k, dtype: dtype, threads: threads) { plan, thread in
+                ck_gemv_rows(x, Int64(m), Int64(k), base, dtype, bias, y, Int64(ldy), plan, thread)
+            }
             return
         }
         // Split by blocks of 4 output columns so the 4 × 4 micro-kernel stays whole.
@@ -408,15 +409,9 @@ private struct QuantizedProduct {
 private let runQuantizedProduct: ck_q8_body = { context, xq, xs in
     let p = context!.assumingMemoryBound(to: QuantizedProduct.self).pointee
     // Rows shared out by a plan, whatever the number of input rows: each run of weights is then
-    // read from memory once for all of them. Slices in turn only where a plan cannot count the rows.
-    if Fast.parallelRows(m: p.m, n: p.n, k: p.k, dtype: Int32(CK_Q8), threads: p.threads, { plan, thread in
+    // read from memory once for all of them.
+    Fast.parallelRows(m: p.m, n: p.n, k: p.k, dtype: Int32(CK_Q8), threads: p.threads) { plan, thread in
         ck_gemv_q8_rows(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy), plan, thread)
-    }) {
-        return
-    }
-    Fast.parallelFor((p.n + 3) / 4, threads: p.threads) { range in
-        ck_gemv_q8(xq, xs, Int64(p.m), Int64(p.k), p.q, p.scales, p.bias, p.y, Int64(p.ldy),
-                   Int64(range.lowerBound * 4), Int64(min(p.n, range.upperBound * 4)))
     }
 }
 
