@@ -102,14 +102,16 @@ typedef struct {
     const int8_t *q;
     const float *scales, *bias;
     float *y;
-    int direct;  // gemv_q8_vnni itself rather than through the dispatch
+    int direct;  // the VNNI kernel itself (eighths for one input row) rather than through the dispatch
 } q8_case;
 
 static void q8_product(void *context, const int8_t *xq, const float *xs) {
     const q8_case *c = context;
     if (c->direct) {
-        CK_ONE_RANGE_PLAN(plan, c->j0, c->j1, 4, rows_chunk(4, c->k, CK_Q8));
-        gemv_q8_vnni(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);
+        const int32_t parts = c->m == 1 ? 8 : 4;
+        CK_ONE_RANGE_PLAN(plan, c->j0, c->j1, parts, rows_chunk(parts, c->k, CK_Q8));
+        if (parts == 8) gemv_q8_vnni_eighths(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);
+        else gemv_q8_vnni(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);
     } else {
         ck_gemv_q8(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, c->j0, c->j1);
     }
@@ -164,9 +166,9 @@ static void check_q8_plans(int level) {
 // Rows against int8 weights: VNNI (level 3) against AVX2 and portable C; 1, 3 and 19 input rows
 // (19: a run of 16 and a run of 3; at k ≥ 2048 the AVX2 kernel takes the run of 16 four input
 // rows at a time), k covers runs of four blocks with 0–3 blocks left over, and
-// the columns [2, 21) four quarters of 4 rows and a 3-row tail. Stored −128 weights (which our
-// quantizer never writes but a file may hold) sit in a quarter's row, in the tail's last row and
-// in a last leftover block.
+// the columns [2, 21) four quarters of 4 rows and a 3-row tail (one input row on VNNI: eight
+// eighths of 2 rows). Stored −128 weights (which our quantizer never writes but a file may hold)
+// sit in a part's row, in the tail's last row and in a last leftover block.
 static void check_q8(void) {
     const int64_t n = 23, j0 = 2, j1 = 21, ks[] = {32, 64, 96, 128, 160, 224, 4096, 4192}, ms[] = {1, 3, 19};
     for (int ki = 0; ki < (int)(sizeof ks / sizeof *ks); ki++)

@@ -781,7 +781,7 @@ CK_DEFINE_GEMV(gemv_f16_avx512, CK_AVX512, 512, 8, _mm512_reduce_add_ps, CK_LOAD
 // How many streams side by side the matrix-vector kernel for m input rows and `dtype` reads on
 // this thread's instruction set: a plan's `parts`.
 static int32_t gemv_parts(int64_t m, int32_t dtype) {
-    if (ck_isa() >= 2 && dtype != CK_Q8 && m == 1) return 8;
+    if (m == 1 && ck_isa() >= (dtype == CK_Q8 ? 3 : 2)) return 8;
     return ck_isa() >= 1 ? 4 : 1;
 }
 
@@ -1114,12 +1114,14 @@ CK_INLINE CK_AVX512_VNNI __m512i q8_dot64_vnni(__m512i acc, const int8_t *w, __m
     return _mm512_dpbusd_epi32(acc, offset, xq);
 }
 
-// q8_rows_avx2 with 512-bit runs; the last blocks % 4 (in order) on the same AVX2 path.
+// q8_rows_avx2 for up to eight weight rows with 512-bit runs; the last blocks % 4 (in order) on
+// the same AVX2 path.
 CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, int64_t k, const int8_t *q, const float *scales,
                                            const int64_t *rows, int count, float *sums) {
     const int64_t blocks = k / CK_Q8_BLOCK;
     const __m512i bias128 = _mm512_set1_epi8((char)0x80);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m512 acc[8];
+    for (int u = 0; u < 8; u++) acc[u] = _mm512_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= blocks; b += 4) {
         const __m512i x0 = _mm512_loadu_si512((const void *)(xr + b * CK_Q8_BLOCK));
@@ -1136,27 +1138,34 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
             acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[u]);
         }
     }
-    __m256 tail[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 tail[8];
+    for (int u = 0; u < 8; u++) tail[u] = _mm256_setzero_ps();
     q8_leftover_blocks_avx2(xr, sr, k, q, scales, rows, count, b, tail);
     for (int u = 0; u < count; u++) sums[u] = _mm512_reduce_add_ps(acc[u]) + hsum256(tail[u]);
 }
 
-// Rows of activations against int8 weights, four weight rows at a time, one from each quarter
-// of a plan's range as in gemv_f32_avx2, so each core streams four long runs of memory. Every
+// Rows of activations against int8 weights, PARTS weight rows at a time, one from each PARTS-th
+// part of a plan's range as in the float kernels, so each core streams PARTS long runs of memory:
+// four, or eight for one input row with VNNI, which the Xeon's memory serves better (C harness,
+// sixteen of the 7B shape's layers on two threads, thirty rounds alternating: 1.05× the
+// four-part kernel, quartiles 0.98–1.08×; 7B decode 1.035×, median of twelve pairs; a plain read
+// of 1 GiB in 4 MB slices, eight streams against four: 1.06×, medians of 84 reads between
+// decoded tokens). Batches and prompts keep four: with eight, a 64-token 7B prompt ran
+// 0.89–0.96× (four pairs) and the batch-4 decode 0.97–1.02×. Every
 // input row takes its turn at a run of the plan's `chunk` steps (about 128 KB of weights) before
 // the next run, CK_GEMV_BATCH rows at a time, so the weights are read from memory once (the
 // later turns find them in L2) while each group's activations stay in cache. Each input row goes
-// through ROWS (q8_rows_avx2 or q8_rows_vnni: the four weight rows at once, four independent
-// FMA chains, the activation blocks loaded once for all four), except that with FOUR_INPUTS
+// through ROWS (q8_rows_avx2 or q8_rows_vnni: the PARTS weight rows at once, PARTS independent
+// FMA chains, the activation blocks loaded once for all), except that with FOUR_INPUTS
 // (q8_row_four_inputs_avx2; NULL for VNNI, not measured: there each row costs one vpdpbusd per 64
 // weights beside the load and flip, so little is left to share) and rows of
-// CK_Q8_FOUR_INPUTS_MIN_K values or more, each four input rows of a run take the four weight
+// CK_Q8_FOUR_INPUTS_MIN_K values or more, each four input rows of a run take the PARTS weight
 // rows one after another, together; the last rows % 4 of a run still go through ROWS. Shorter
 // rows keep ROWS for all: read from memory one at a time they lost (C harness, 768 values:
 // 0.94–0.95× at 4 and 8 input rows; the 130m model's batch-4 and batch-8 decode 0.94× and
 // 1.0×), 1,024 values gained 0–3%, 2,048 values 4–7%.
 enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
-#define CK_DEFINE_GEMV_Q8(NAME, TARGET, ROWS, FOUR_INPUTS)                                                         \
+#define CK_DEFINE_GEMV_Q8(NAME, TARGET, PARTS, ROWS, FOUR_INPUTS)                                                  \
     static TARGET void NAME(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q,              \
                             const float *scales, const float *bias, float *y, int64_t ldy,                         \
                             ck_rows_plan *plan, int32_t thread) {                                                  \
@@ -1170,18 +1179,18 @@ enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
                     const int64_t r1 = m - r0 < CK_GEMV_BATCH ? m : r0 + CK_GEMV_BATCH;                            \
                     const int64_t grouped = four_inputs && k >= CK_Q8_FOUR_INPUTS_MIN_K ? r0 + (r1 - r0) / 4 * 4 : r0; \
                     for (int64_t i = s; win.part && i < e; i++) {                                                  \
-                        int64_t rows[4];                                                                           \
-                        gemv_quarter_rows(win.base, win.part, i, rows);                                            \
+                        int64_t rows[PARTS];                                                                       \
+                        for (int u = 0; u < PARTS; u++) rows[u] = win.base + u * win.part + i;                     \
                         for (int64_t r = r0; r < grouped; r += 4)                                                  \
-                            for (int u = 0; u < 4; u++) {                                                          \
+                            for (int u = 0; u < PARTS; u++) {                                                      \
                                 float sums[4];                                                                     \
                                 four_inputs(xq + r * k, xs + r * blocks, k, q, scales, rows[u], sums);             \
                                 for (int v = 0; v < 4; v++) y[(r + v) * ldy + rows[u]] = sums[v] + (bias ? bias[rows[u]] : 0.0f); \
                             }                                                                                      \
                         for (int64_t r = grouped; r < r1; r++) {                                                   \
-                            float sums[4];                                                                         \
-                            ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, 4, sums);                        \
-                            for (int u = 0; u < 4; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f); \
+                            float sums[PARTS];                                                                     \
+                            ROWS(xq + r * k, xs + r * blocks, k, q, scales, rows, PARTS, sums);                    \
+                            for (int u = 0; u < PARTS; u++) y[r * ldy + rows[u]] = sums[u] + (bias ? bias[rows[u]] : 0.0f); \
                         }                                                                                          \
                     }                                                                                              \
                     for (int64_t j = win.base + s; !win.part && j < win.base + e; j++)                             \
@@ -1194,8 +1203,9 @@ enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
             }                                                                                                      \
     }
 
-CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, q8_rows_avx2, q8_row_four_inputs_avx2)
-CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, q8_rows_vnni, NULL)
+CK_DEFINE_GEMV_Q8(gemv_q8_avx2, CK_AVX2, 4, q8_rows_avx2, q8_row_four_inputs_avx2)
+CK_DEFINE_GEMV_Q8(gemv_q8_vnni, CK_AVX512_VNNI, 4, q8_rows_vnni, NULL)
+CK_DEFINE_GEMV_Q8(gemv_q8_vnni_eighths, CK_AVX512_VNNI, 8, q8_rows_vnni, NULL)
 #endif
 
 int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t m, int64_t n, int64_t k, int32_t dtype, int32_t threads) {
@@ -1206,6 +1216,10 @@ int32_t ck_rows_plan_init(ck_rows_plan *plan, int64_t m, int64_t n, int64_t k, i
 void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                      const float *bias, float *y, int64_t ldy, ck_rows_plan *plan, int32_t thread) {
 #ifdef CK_X86
+    if (plan->parts == 8 && ck_isa() >= 3) {
+        gemv_q8_vnni_eighths(xq, xs, m, k, q, scales, bias, y, ldy, plan, thread);
+        return;
+    }
     if (plan->parts == 4 && ck_isa() >= 3) {
         gemv_q8_vnni(xq, xs, m, k, q, scales, bias, y, ldy, plan, thread);
         return;
