@@ -140,7 +140,8 @@ static void q8_plan_product(void *context, const int8_t *xq, const float *xs) {
 }
 
 // int8 products of 1 and 19 input rows through such a plan, 203 rows (each thread's range in
-// quarters and a few rows after them), at `level` against portable C.
+// quarters, eighths for one input row at level 3, and a few rows after them), at `level`
+// against portable C.
 static void check_q8_plans(int level) {
     const int64_t n = 203, ks[] = {64, 224};
     char what[96];

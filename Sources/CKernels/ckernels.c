@@ -530,9 +530,10 @@ CK_DEFINE_LINEAR_AVX2(linear_f16_avx2, CK_LOAD8_F16, dot_f16_avx2, CK_F16)
 // one from each quarter of a plan's range of rows rather than four neighbours: each core then
 // streams four long runs of memory instead of hopping between rows only 1.5–16 KB long, which
 // this machine's memory system serves markedly faster (768-wide bf16 rows in a C harness: 26–30 GB/s
-// against 17–20; docs/benchmarks.md). Each row's sum is computed alone, as before.
-CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t rows[4]) {
-    for (int u = 0; u < 4; u++) rows[u] = j0 + u * quarter + i;
+// against 17–20; docs/benchmarks.md). Each row's sum is computed alone, as before. Step i of a
+// window: row i of each of its `parts` parts.
+CK_INLINE void gemv_part_rows(const rows_window *win, int64_t i, int parts, int64_t *rows) {
+    for (int u = 0; u < parts; u++) rows[u] = win->base + u * win->part + i;
 }
 
 // fp32 and fp16 weights, ROWS rows at a time (one from each ROWS-th part of a plan's range) on
@@ -548,7 +549,7 @@ CK_INLINE void gemv_quarter_rows(int64_t j0, int64_t quarter, int64_t i, int64_t
         for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
             for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
                 int64_t rows[ROWS];                                                                                \
-                for (int u = 0; u < (ROWS); u++) rows[u] = win.base + u * win.part + i;                            \
+                gemv_part_rows(&win, i, ROWS, rows);                                                               \
                 __m##W acc0[ROWS], acc1[ROWS];                                                                     \
                 for (int u = 0; u < (ROWS); u++) acc0[u] = acc1[u] = _mm##W##_setzero_ps();                        \
                 for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
@@ -637,7 +638,7 @@ CK_DEFINE_GEMV(gemv_f16_avx2, CK_AVX2, 256, 4, hsum256, CK_LOAD8_F16, CK_F16)
         for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
             for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
                 int64_t rows[4];                                                                                   \
-                gemv_quarter_rows(win.base, win.part, i, rows);                                                    \
+                gemv_part_rows(&win, i, 4, rows);                                                                  \
                 PASSES(BLOCK)                                                                                      \
             }                                                                                                      \
             for (int64_t j = win.base + win.i0; !win.part && j < win.base + win.i1; j++)                           \
@@ -702,7 +703,7 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
 // bf16: a W-bit load holds W / 16 weights; shifting each 32-bit lane left by 16 gives the even
 // ones as fp32, masking the low half gives the odd ones, so x is split into its even and odd
 // elements (in runs of W / 16) once per row instead of widening every weight with a shuffle.
-// ROWS weight rows at a time, one from each ROWS-th part of a plan's range (see gemv_quarter_rows).
+// ROWS weight rows at a time, one from each ROWS-th part of a plan's range (see gemv_part_rows).
 // With AVX-512, eight rows: on the Xeon (C harness, the 7B shape's projections from memory on
 // two threads, rounds alternating) the AVX2 kernel's four quarter rows 1.0, four with 512-bit
 // vectors 1.04×, eight 1.15×. The Xeon's memory serves eight streams per core better than four
@@ -736,7 +737,7 @@ CK_DEFINE_GEMV_BATCH_AVX512(gemv_batch_f16_avx512, gemv_block_f16_avx512, CK_LOA
         for (int32_t phase = 0; rows_next(plan, thread, &phase, &win);) {                                          \
             for (int64_t i = win.i0; win.part && i < win.i1; i++) {                                                \
                 int64_t rows[ROWS];                                                                                \
-                for (int u = 0; u < (ROWS); u++) rows[u] = win.base + u * win.part + i;                            \
+                gemv_part_rows(&win, i, ROWS, rows);                                                               \
                 __m##W even[ROWS], odd[ROWS];                                                                      \
                 for (int u = 0; u < (ROWS); u++) even[u] = odd[u] = _mm##W##_setzero_ps();                         \
                 for (int64_t c = 0; c < kv; c += 2 * LANES) {                                                      \
@@ -1146,12 +1147,8 @@ CK_INLINE CK_AVX512_VNNI void q8_rows_vnni(const int8_t *xr, const float *sr, in
 
 // Rows of activations against int8 weights, PARTS weight rows at a time, one from each PARTS-th
 // part of a plan's range as in the float kernels, so each core streams PARTS long runs of memory:
-// four, or eight for one input row with VNNI, which the Xeon's memory serves better (C harness,
-// sixteen of the 7B shape's layers on two threads, thirty rounds alternating: 1.05× the
-// four-part kernel, quartiles 0.98–1.08×; 7B decode 1.035×, median of twelve pairs; a plain read
-// of 1 GiB in 4 MB slices, eight streams against four: 1.06×, medians of 84 reads between
-// decoded tokens). Batches and prompts keep four: with eight, a 64-token 7B prompt ran
-// 0.89–0.96× (four pairs) and the batch-4 decode 0.97–1.02×. Every
+// four, or eight for one input row with VNNI, which the Xeon's memory serves better (the 7B
+// decode 1.035×; batches and prompts gained nothing from eight: docs/benchmarks.md). Every
 // input row takes its turn at a run of the plan's `chunk` steps (about 128 KB of weights) before
 // the next run, CK_GEMV_BATCH rows at a time, so the weights are read from memory once (the
 // later turns find them in L2) while each group's activations stay in cache. Each input row goes
@@ -1180,7 +1177,7 @@ enum { CK_Q8_FOUR_INPUTS_MIN_K = 2048 };
                     const int64_t grouped = four_inputs && k >= CK_Q8_FOUR_INPUTS_MIN_K ? r0 + (r1 - r0) / 4 * 4 : r0; \
                     for (int64_t i = s; win.part && i < e; i++) {                                                  \
                         int64_t rows[PARTS];                                                                       \
-                        for (int u = 0; u < PARTS; u++) rows[u] = win.base + u * win.part + i;                     \
+                        gemv_part_rows(&win, i, PARTS, rows);                                                      \
                         for (int64_t r = r0; r < grouped; r += 4)                                                  \
                             for (int u = 0; u < PARTS; u++) {                                                      \
                                 float sums[4];                                                                     \
@@ -1241,7 +1238,8 @@ void ck_gemv_q8_rows(const int8_t *xq, const float *xs, int64_t m, int64_t k, co
 
 void ck_gemv_q8(const int8_t *xq, const float *xs, int64_t m, int64_t k, const int8_t *q, const float *scales,
                 const float *bias, float *y, int64_t ldy, int64_t j0, int64_t j1) {
-    CK_ONE_RANGE_PLAN(plan, j0, j1, gemv_parts(m, CK_Q8), rows_chunk(gemv_parts(m, CK_Q8), k, CK_Q8));
+    const int32_t parts = gemv_parts(m, CK_Q8);
+    CK_ONE_RANGE_PLAN(plan, j0, j1, parts, rows_chunk(parts, k, CK_Q8));
     ck_gemv_q8_rows(xq, xs, m, k, q, scales, bias, y, ldy, plan, 0);
 }
 

@@ -122,7 +122,8 @@ struct QuantizedPathTests {
         var generator = SeededGenerator(seed: UInt64(rows * 100_000 + k))
         var x = randomTensor([rows, k], in: -3...3, using: &generator)
         for c in 0..<min(32, k) { x.scalars[c] = Float(c) * 1e-41 }  // a block whose scale is below the smallest normal
-        // 23 rows: one thread's quarters of 5 rows and a 3-row tail, two threads' slices of 4.
+        // 23 rows: one thread's quarters of 5 rows and 3 after them (one input row on VNNI:
+        // eighths of 2 and 7 after), two threads' ranges of 11 and 12.
         let n = 23
         let quantized = WeightView(randomTensor([n, k], using: &generator), as: .int8)
         var bytes = Array(quantized.quantizedValues!.bytes)

@@ -82,6 +82,23 @@ struct RowsPlanTests {
         }
     }
 
+    @Test("plans read eight streams where the kernels do (one input row: floats on AVX-512, int8 with VNNI), else four (one portable)")
+    func parts() throws {
+        for isa in Fast.availableInstructionSets {
+            try Fast.withInstructionSet(isa) {
+                for (m, dtype) in [(1, CK_F32), (1, CK_BF16), (1, CK_F16), (1, CK_Q8), (4, CK_F32), (4, CK_Q8), (16, CK_Q8)] {
+                    let eighths: Fast.InstructionSet = dtype == CK_Q8 ? .avx512VNNI : .avx512
+                    let expected = m == 1 && isa.rawValue >= eighths.rawValue ? 8 : isa == .portable ? 1 : 4
+                    let bytes = UnsafeMutableRawPointer.allocate(byteCount: Int(ck_rows_plan_size(2)), alignment: 64)
+                    defer { bytes.deallocate() }
+                    let plan = OpaquePointer(bytes)
+                    try #require(ck_rows_plan_init(plan, Int64(m), 64, 256, Int32(dtype), 2) == 1)
+                    #expect(Int(ck_rows_plan_parts(plan)) == expected, "\(isa), \(m) input rows, dtype \(dtype)")
+                }
+            }
+        }
+    }
+
     /// One thread of three (it takes the others' ranges and last rows), all three in turn (the
     /// later ones find nothing left), two in reverse, one of more threads than rows.
     static let schedules: [(threads: Int, order: [Int32])] = [(3, [1]), (3, [0, 2, 1]), (2, [1, 0]), (8, [7, 0])]
@@ -120,7 +137,7 @@ struct RowsPlanTests {
     }
 
     @Test("int8 weights, one to twenty input rows, on every instruction set: the same bits as one thread's call",
-          arguments: [(39, 1, 96), (64, 3, 64), (5, 1, 32), (203, 17, 160), (203, 1, 4096), (203, 20, 8192)])
+          arguments: [(39, 1, 96), (64, 3, 64), (5, 1, 32), (203, 17, 160), (203, 1, 4096), (203, 1, 4192), (203, 20, 8192)])
     func int8(n: Int, m: Int, k: Int) throws {
         var generator = SeededGenerator(seed: UInt64(n * 1000 + m * 100 + k))
         let x = WeightView(randomTensor([m, k], in: -3...3, using: &generator), as: .int8)
