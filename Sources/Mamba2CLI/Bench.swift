@@ -36,6 +36,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported).")
     var runs = 3
 
+    @Flag(name: .customLong("probe-each-token"), help: "After the timed runs, decode --new-tokens more, each followed by one read of a 1 GiB buffer in the read pattern that was fastest just before, and report each token's rate against that read's (paired_* fields): a bound taken at the moment of each token rather than the best of nine reads after a run. For models far larger than the caches: the reads evict the weights.")
+    var probeEachToken = false
+
     @OptionGroup var stateDType: StateDTypeOption
 
     @OptionGroup var loading: WeightResidencyOption
@@ -74,7 +77,8 @@ struct Bench: ParsableCommand {
 
         var generator = SystemRandomNumberGenerator()
         let prompt = (0..<batch).map { _ in (0..<promptLen).map { _ in Int.random(in: 0..<config.vocabSize, using: &generator) } }
-        func once(promptLength: Int, tokens: Int) throws -> (prefill: Double, decode: Double) {
+        /// - afterEachToken: hears each decoded token's seconds (its time is part of the decode's).
+        func once(promptLength: Int, tokens: Int, afterEachToken: ((Double) -> Void)? = nil) throws -> (prefill: Double, decode: Double) {
             let ids = prompt.map { Array($0.prefix(promptLength)) }
             var state = Mamba2State(config: config, batchSize: batch, ssmDType: ssmDType)
             let start = DispatchTime.now()
@@ -83,8 +87,10 @@ struct Bench: ParsableCommand {
             let prefill = Self.seconds(since: start)
             let decodeStart = DispatchTime.now()
             for _ in 0..<tokens {
+                let tokenStart = DispatchTime.now()
                 let next = Self.argmaxLastPosition(output.logits)
                 output = try lm(.tokenIDs(next.map { [$0] }), updating: &state, path: forwardPath)
+                afterEachToken?(Self.seconds(since: tokenStart))
             }
             return (prefill, Self.seconds(since: decodeStart))
         }
@@ -135,8 +141,36 @@ struct Bench: ParsableCommand {
             fractions = decodeRates.map { $0 / (bandwidth / Double(bytesPerStep) * Double(batch)) }
         }
         let bandwidth = Self.median(bandwidths)
+        // Each token against a read right after it: the machine's bandwidth drifts within a run
+        // too (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
+        // catches its fastest moment. One read per token, in the pattern fastest just before.
+        var paired: [(String, JSONLine.Value)] = []
+        if probeEachToken && newTokens > 0 {
+            let probe = Fast.ReadProbe()
+            let pattern = Fast.ReadProbe.patterns.max { a, b in
+                Self.median((0..<3).map { _ in probe.read(streams: a, threads: threadCount) })
+                    < Self.median((0..<3).map { _ in probe.read(streams: b, threads: threadCount) })
+            }!
+            var fractions: [Double] = []
+            var reads: [Double] = []
+            var times: [Double] = []
+            _ = try once(promptLength: promptLen, tokens: newTokens) { seconds in
+                let read = probe.read(streams: pattern, threads: threadCount)
+                times.append(seconds)
+                reads.append(read)
+                fractions.append(Double(bytesPerStep) / (seconds * read))
+            }
+            paired = [
+                ("paired_tokens", .int(times.count)), ("paired_read_streams", .int(Int(pattern))),
+                ("paired_read_bytes_per_second", .double(Self.median(reads))),
+                ("paired_token_seconds", .double(Self.median(times))),
+                ("paired_token_seconds_min", .double(times.min()!)), ("paired_token_seconds_max", .double(times.max()!)),
+                ("paired_decode_fraction_of_bound", .double(Self.median(fractions))),
+                ("paired_decode_fraction_of_weight_bound", .double(Self.median(fractions) * Double(matrixBytes) / Double(bytesPerStep))),
+            ]
+        }
         let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
-        print(try JSONLine.encode([
+        let fields: KeyValuePairs<String, JSONLine.Value> = [
             "model": .string(model ?? "random:\(randomShape!)"), "parameters": .int(parameters),
             "path": .string(forwardPath.rawValue), "dtype": .string(weights.inProjDType.rawValue), "state_dtype": .string(ssmDType.rawValue),
             "weights": .string(model == nil ? "random" : loading.residency.rawValue),
@@ -153,7 +187,8 @@ struct Bench: ParsableCommand {
             "decode_weight_bytes_per_step": .int(matrixBytes),
             // The same runs against the matrices' bytes alone: each ratio scaled by the bytes'.
             "decode_fraction_of_weight_bound": .double(Self.median(fractions) * Double(matrixBytes) / Double(bytesPerStep)),
-        ]))
+        ]
+        print(try JSONLine.encode(fields.map { ($0.key, $0.value) } + paired))
     }
 
     static func converted(_ model: Mamba2ForCausalLM, to dtype: DType, threads: Int) throws -> Mamba2ForCausalLM {

@@ -87,6 +87,10 @@ enum JSONLine {
     }
 
     static func encode(_ fields: KeyValuePairs<String, Value>) throws -> String {
+        try encode(fields.map { ($0.key, $0.value) })
+    }
+
+    static func encode(_ fields: [(String, Value)]) throws -> String {
         let body = fields.map { key, value in "\(string(key)): \(encode(value))" }
         return "{" + body.joined(separator: ", ") + "}"
     }

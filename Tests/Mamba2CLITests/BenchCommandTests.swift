@@ -38,6 +38,31 @@ struct BenchCommandTests {
         #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
     }
 
+    @Test("--probe-each-token pairs every extra decoded token with a read; without it there are no paired figures")
+    func probeEachToken() throws {
+        let model = fixtures.appendingPathComponent("g2-fp32").path
+        let arguments = ["bench", "--model", model, "--prompt-len", "4", "--new-tokens", "3", "--runs", "1"]
+        let plain = try runMamba2(arguments)
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(!plain.stdout.contains("paired_"))
+        let result = try runMamba2(arguments + ["--probe-each-token"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let output = try JSONDecoder().decode(Output.self, from: Data(result.stdout.utf8))
+        #expect(fields["paired_tokens"] as? Int == 3)
+        #expect([1, 4, 8].contains(fields["paired_read_streams"] as? Int ?? 0))
+        #expect((fields["paired_read_bytes_per_second"] as? Double ?? 0) > 1e8)
+        let (low, median, high) = (fields["paired_token_seconds_min"] as? Double ?? 0, fields["paired_token_seconds"] as? Double ?? 0, fields["paired_token_seconds_max"] as? Double ?? 0)
+        #expect(0 < low && low <= median && median <= high, "\(low) \(median) \(high)")
+        // The weight bytes' fraction is the same pairs' scaled by the bytes, as for the runs.
+        let all = try #require(fields["paired_decode_fraction_of_bound"] as? Double)
+        let weights = try #require(fields["paired_decode_fraction_of_weight_bound"] as? Double)
+        let scaled = all * Double(output.decode_weight_bytes_per_step) / Double(output.decode_bytes_per_step)
+        #expect(all > 0 && abs(weights - scaled) <= 1e-9 * scaled)
+        // The reads' 1 GiB buffer comes after the peak memory was read.
+        #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
+    }
+
     @Test("--new-tokens 0 times the prompt only: the decode figures are null, not 0")
     func noDecode() throws {
         let model = fixtures.appendingPathComponent("g2-fp32").path

@@ -110,36 +110,55 @@ public enum Fast {
     static var pooledJobs: Int { Int(ck_pool_jobs()) }
 
     /// DRAM read bandwidth in bytes per second: the best of `repeats` parallel passes over a
-    /// buffer far larger than the caches, for each of three access patterns: one sequential run
+    /// buffer far larger than the caches, for each of `ReadProbe.patterns`: one sequential run
     /// per thread, and 4 or 8 runs read side by side within each 4 MB slice (the pattern of the
     /// matrix-vector kernels, which this machine's memory serves up to a quarter faster than
     /// one run). The bound a benchmark quotes must be the best the machine does, whatever the
     /// pattern.
     public static func measureReadBandwidth(bytes: Int = 1 << 30, threads: Int = defaultThreads, repeats: Int = 5) -> Double {
-        let sliceCount = 1 << 20  // floats: 4 MB
-        let slices = max(1, bytes / 4 / sliceCount)
-        let count = slices * sliceCount
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { buffer.deallocate() }
-        buffer.initialize(repeating: 1, count: count)
+        let probe = ReadProbe(bytes: bytes)
         var best = 0.0
-        for streams: Int32 in [1, 4, 8] {
-            for _ in 0..<repeats {
-                let start = DispatchTime.now()
-                parallelFor(slices, threads: threads) { range in
-                    var sum: Float = 0
-                    if streams == 1 {
-                        sum = ck_sum(buffer + range.lowerBound * sliceCount, Int64(range.count * sliceCount), 1)
-                    } else {
-                        for slice in range { sum += ck_sum(buffer + slice * sliceCount, Int64(sliceCount), streams) }
-                    }
-                    if sum == -1 { print("") }  // keeps the read from being optimized away
-                }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-                best = max(best, Double(count * 4) / seconds)
-            }
+        for streams in ReadProbe.patterns {
+            for _ in 0..<repeats { best = max(best, probe.read(streams: streams, threads: threads)) }
         }
         return best
+    }
+
+    /// A buffer far larger than the caches, kept for repeated reads by all threads: each read
+    /// measures the memory's read bandwidth at that moment.
+    public final class ReadProbe {
+        /// The access patterns: 1, one sequential run per thread; 4 or 8, that many runs side by
+        /// side within each 4 MB slice.
+        public static let patterns: [Int32] = [1, 4, 8]
+        static let sliceCount = 1 << 20  // floats: 4 MB
+        let buffer: UnsafeMutablePointer<Float>
+        let slices: Int
+
+        /// At least one slice; `bytes` rounded down to whole slices.
+        public init(bytes: Int = 1 << 30) {
+            slices = max(1, bytes / 4 / Self.sliceCount)
+            buffer = .allocate(capacity: slices * Self.sliceCount)
+            buffer.initialize(repeating: 1, count: slices * Self.sliceCount)
+        }
+
+        deinit { buffer.deallocate() }
+
+        /// Bytes per second of one parallel pass over the buffer in pattern `streams`.
+        public func read(streams: Int32, threads: Int = defaultThreads) -> Double {
+            let (buffer, sliceCount) = (self.buffer, Self.sliceCount)
+            let start = DispatchTime.now()
+            parallelFor(slices, threads: threads) { range in
+                var sum: Float = 0
+                if streams == 1 {
+                    sum = ck_sum(buffer + range.lowerBound * sliceCount, Int64(range.count * sliceCount), 1)
+                } else {
+                    for slice in range { sum += ck_sum(buffer + slice * sliceCount, Int64(sliceCount), streams) }
+                }
+                if sum == -1 { print("") }  // keeps the read from being optimized away
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            return Double(slices * sliceCount * 4) / seconds
+        }
     }
 
     // MARK: Linear
