@@ -147,10 +147,10 @@ struct Bench: ParsableCommand {
         var paired: [(String, JSONLine.Value)] = []
         if probeEachToken && newTokens > 0 {
             let probe = Fast.ReadProbe()
-            let pattern = Fast.ReadProbe.patterns.max { a, b in
-                Self.median((0..<3).map { _ in probe.read(streams: a, threads: threadCount) })
-                    < Self.median((0..<3).map { _ in probe.read(streams: b, threads: threadCount) })
-            }!
+            let rates = Fast.ReadProbe.patterns.map { streams in
+                (streams, Self.median((0..<3).map { _ in probe.read(streams: streams, threads: threadCount) }))
+            }
+            let pattern = rates.max { $0.1 < $1.1 }!.0
             var fractions: [Double] = []
             var reads: [Double] = []
             var times: [Double] = []
