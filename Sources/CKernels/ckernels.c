@@ -872,7 +872,6 @@ void ck_linear(const float *x, int64_t m, int64_t k, const void *w, int32_t dtyp
 
 // MARK: - int8 weights
 
-
 // One block of 32 activations quantized as the weights are: scale = max |x| / 127 (NaN ignored;
 // below the smallest normal float it counts as 0), q = round-half-even(x · (1 / scale)) clamped
 // to ±127, NaN to 127: the operations of Swift's WeightView.quantizeBlock, one by one. rintf

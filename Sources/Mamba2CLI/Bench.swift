@@ -57,6 +57,7 @@ struct Bench: ParsableCommand {
         guard promptLen > 0, newTokens >= 0, batch > 0, runs > 0 else {
             throw CLIError("--prompt-len, --batch and --runs must be positive and --new-tokens non-negative")
         }
+        guard !probeEachToken || newTokens > 0 else { throw CLIError("--probe-each-token pairs decoded tokens with reads: give --new-tokens 1 or more") }
         let weightType = try dtype.map(parseDType)
         let ssmDType = try stateDType.dtype()
         let threadCount = threads ?? Fast.defaultThreads
@@ -145,7 +146,7 @@ struct Bench: ParsableCommand {
         // too (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
         // catches its fastest moment. One read per token, in the pattern fastest just before.
         var paired: [(String, JSONLine.Value)] = []
-        if probeEachToken && newTokens > 0 {
+        if probeEachToken {
             let probe = Fast.ReadProbe()
             let rates = Fast.ReadProbe.patterns.map { streams in
                 (streams, Self.median((0..<3).map { _ in probe.read(streams: streams, threads: threadCount) }))

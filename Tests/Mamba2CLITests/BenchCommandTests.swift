@@ -121,9 +121,11 @@ struct BenchCommandTests {
     @Test("bad settings are one-line errors")
     func badSettings() throws {
         let model = fixtures.appendingPathComponent("g2-fp32").path
-        for arguments in [["--runs", "0"], ["--path", "fastest"], ["--threads", "0"]] {
+        for arguments in [["--runs", "0"], ["--path", "fastest"], ["--threads", "0"], ["--probe-each-token", "--new-tokens", "0"]] {
             let result = try runMamba2(["bench", "--model", model] + arguments)
             #expect(result.status != 0 && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
         }
+        let result = try runMamba2(["bench", "--model", model, "--probe-each-token", "--new-tokens", "0"])
+        #expect(result.stderr.contains("--probe-each-token") && result.stderr.contains("--new-tokens"), "\(result.stderr)")
     }
 }
