@@ -36,7 +36,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported).")
     var runs = 3
 
-    @Flag(name: .customLong("probe-each-token"), help: "After the timed runs, decode --new-tokens more, each followed by one read of a 1 GiB buffer in the read pattern that was fastest just before, and report each token's rate against that read's (paired_* fields): a bound taken at the moment of each token rather than the best of nine reads after a run. For models far larger than the caches: the reads evict the weights.")
+    @Flag(name: .customLong("probe-each-token"), help: "After the timed runs, decode --new-tokens more, each followed by one read of a 1 GiB buffer in the read pattern that was fastest just before, and by a plain read of the token's own weight bytes (in the pattern fastest for them), and report each token's rate against those reads' (paired_* fields): bounds taken at the moment of each token rather than the best of nine reads after a run. For models far larger than the caches: the reads evict the weights.")
     var probeEachToken = false
 
     @OptionGroup var stateDType: StateDTypeOption
@@ -99,8 +99,7 @@ struct Bench: ParsableCommand {
         // the state (conv fp32, SSM as kept). The weight bytes are the matrices' alone: the
         // norms, conv taps and per-head vectors it also reads are about 0.2% more at 7B.
         let weights = lm.backbone.weights
-        var matrixBytes = weights.lmHead.storageBytes
-        for layer in weights.layers { matrixBytes += layer.mixer.inProj.storageBytes + layer.mixer.outProj.storageBytes }
+        let matrixBytes = weights.decodeMatrices.reduce(0) { $0 + $1.storageBytes }
         let stateBytes = Mamba2State.byteCount(config: config, batchSize: batch, ssmDType: ssmDType)
         let bytesPerStep = matrixBytes + 2 * stateBytes
 
@@ -145,21 +144,33 @@ struct Bench: ParsableCommand {
         // Each token against a read right after it: the machine's bandwidth drifts within a run
         // too (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
         // catches its fastest moment. One read per token, in the pattern fastest just before.
+        // Each token is then also paired with a plain read of its own weight bytes, in their
+        // pages and order: the bound for those bytes as the memory serves them over a token's
+        // length (a 1 GiB read is a shorter, likelier fast moment).
         var paired: [(String, JSONLine.Value)] = []
         if probeEachToken {
             let probe = Fast.ReadProbe()
-            let rates = Fast.ReadProbe.patterns.map { streams in
-                (streams, Self.median((0..<3).map { _ in probe.read(streams: streams, threads: threadCount) }))
+            let weightProbe = Fast.ReadProbe(reading: weights.decodeMatrices.flatMap(\.storageRegions))
+            func fastestPattern(_ probe: Fast.ReadProbe) -> Int32 {
+                let rates = Fast.ReadProbe.patterns.map { streams in
+                    (streams, Self.median((0..<3).map { _ in probe.read(streams: streams, threads: threadCount) }))
+                }
+                return rates.max { $0.1 < $1.1 }!.0
             }
-            let pattern = rates.max { $0.1 < $1.1 }!.0
+            let (pattern, weightPattern) = (fastestPattern(probe), fastestPattern(weightProbe))
             var fractions: [Double] = []
+            var weightFractions: [Double] = []
             var reads: [Double] = []
+            var weightReads: [Double] = []
             var times: [Double] = []
             _ = try once(promptLength: promptLen, tokens: newTokens) { seconds in
                 let read = probe.read(streams: pattern, threads: threadCount)
+                let weightRead = weightProbe.read(streams: weightPattern, threads: threadCount)
                 times.append(seconds)
                 reads.append(read)
+                weightReads.append(weightRead)
                 fractions.append(Double(bytesPerStep) / (seconds * read))
+                weightFractions.append(Double(matrixBytes) / (seconds * weightRead))
             }
             paired = [
                 ("paired_tokens", .int(times.count)), ("paired_read_streams", .int(Int(pattern))),
@@ -168,6 +179,9 @@ struct Bench: ParsableCommand {
                 ("paired_token_seconds_min", .double(times.min()!)), ("paired_token_seconds_max", .double(times.max()!)),
                 ("paired_decode_fraction_of_bound", .double(Self.median(fractions))),
                 ("paired_decode_fraction_of_weight_bound", .double(Self.median(fractions) * Double(matrixBytes) / Double(bytesPerStep))),
+                ("paired_weight_read_streams", .int(Int(weightPattern))),
+                ("paired_weight_read_bytes_per_second", .double(Self.median(weightReads))),
+                ("paired_decode_fraction_of_weight_read", .double(Self.median(weightFractions))),
             ]
         }
         let parameters = Mamba2Weights.expectedShapes(for: config).values.map { $0.reduce(1, *) }.reduce(0, +)
@@ -249,4 +263,13 @@ struct Bench: ParsableCommand {
 
 extension Mamba2Weights {
     var inProjDType: DType { layers.first?.mixer.inProj.dtype ?? embeddings.dtype }
+
+    /// The matrices a decode step reads whole, in its order: each layer's projections, then the
+    /// LM head.
+    var decodeMatrices: [WeightView] { layers.flatMap { [$0.mixer.inProj, $0.mixer.outProj] } + [lmHead] }
+}
+
+extension WeightView {
+    /// The memory a full read touches: the values, then an int8 weight's scales.
+    var storageRegions: [UnsafeRawBufferPointer] { [bytes] + (scales.map { [$0] } ?? []) }
 }

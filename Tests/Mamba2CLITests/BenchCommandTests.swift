@@ -38,7 +38,7 @@ struct BenchCommandTests {
         #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
     }
 
-    @Test("--probe-each-token pairs every extra decoded token with a read; without it there are no paired figures")
+    @Test("--probe-each-token pairs every extra decoded token with reads; without it there are no paired figures")
     func probeEachToken() throws {
         let model = fixtures.appendingPathComponent("g2-fp32").path
         let arguments = ["bench", "--model", model, "--prompt-len", "4", "--new-tokens", "3", "--runs", "1"]
@@ -59,6 +59,10 @@ struct BenchCommandTests {
         let weights = try #require(fields["paired_decode_fraction_of_weight_bound"] as? Double)
         let scaled = all * Double(output.decode_weight_bytes_per_step) / Double(output.decode_bytes_per_step)
         #expect(all > 0 && abs(weights - scaled) <= 1e-9 * scaled)
+        // And each against a plain read of its own weight bytes.
+        #expect([1, 4, 8].contains(fields["paired_weight_read_streams"] as? Int ?? 0))
+        #expect((fields["paired_weight_read_bytes_per_second"] as? Double ?? 0) > 1e8)
+        #expect((fields["paired_decode_fraction_of_weight_read"] as? Double ?? 0) > 0)
         // The reads' 1 GiB buffer comes after the peak memory was read.
         #expect(output.peak_rss_bytes > 0 && output.peak_rss_bytes < 1 << 29, "peak RSS \(output.peak_rss_bytes)")
     }

@@ -260,4 +260,30 @@ struct BFloat16ConversionTests {
             }
         }
     }
+
+    @Test("a read probe over memory owned elsewhere reads whole cache lines of each region, in 4 MB slices")
+    func readProbeRegions() {
+        let megabyte = 1 << 20
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 10 * megabyte, alignment: 64)
+        defer { memory.deallocate() }
+        memory.initializeMemory(as: UInt8.self, repeating: 0x3F)
+        let base = UnsafeRawPointer(memory.baseAddress!)
+        let regions = [
+            // Starts 1 byte past a line: 5 MB less the two partial lines, two slices.
+            UnsafeRawBufferPointer(start: base + 1, count: 5 * megabyte),
+            // Three whole lines and parts of two more.
+            UnsafeRawBufferPointer(start: base + 6 * megabyte + 60, count: 200),
+            // Within one line: nothing to read.
+            UnsafeRawBufferPointer(start: base + 8 * megabyte + 1, count: 62),
+        ]
+        let probe = Fast.ReadProbe(reading: regions)
+        #expect(probe.bytes == 5 * megabyte - 64 + 3 * 64)
+        for streams in Fast.ReadProbe.patterns {
+            let rate = probe.read(streams: streams, threads: 2)
+            #expect(rate > 0 && rate.isFinite, "\(streams) streams: \(rate)")
+        }
+        let nothing = Fast.ReadProbe(reading: [UnsafeRawBufferPointer(start: nil, count: 0)])
+        #expect(nothing.bytes == 0 && nothing.read(streams: 8, threads: 2) == 0)
+        #expect(Fast.ReadProbe(bytes: 5 * megabyte).bytes == 4 * megabyte)
+    }
 }

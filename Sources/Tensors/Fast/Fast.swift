@@ -124,40 +124,70 @@ public enum Fast {
         return best
     }
 
-    /// A buffer far larger than the caches, kept for repeated reads by all threads: each read
-    /// measures the memory's read bandwidth at that moment.
+    /// Memory kept for repeated reads by all threads, in 4 MB slices: a buffer of its own far
+    /// larger than the caches (each read measures the memory's read bandwidth at that moment), or
+    /// memory owned elsewhere, such as a model's weights (each read times a plain pass over those
+    /// very bytes, in their pages).
     public final class ReadProbe {
         /// The access patterns: 1, one sequential run per thread; 4 or 8, that many runs side by
         /// side within each 4 MB slice.
         public static let patterns: [Int32] = [1, 4, 8]
-        static let sliceCount = 1 << 20  // floats: 4 MB
-        let buffer: UnsafeMutablePointer<Float>
-        let slices: Int
+        static let sliceBytes = 4 << 20
+        private let buffer: UnsafeMutableRawBufferPointer?
+        /// `[slices]`: at most 4 MB each, starting and ending on 64-byte boundaries (whole
+        /// floats for `ck_sum`, whole cache lines).
+        private let slices: [UnsafeRawBufferPointer]
+        /// The bytes one read touches.
+        public let bytes: Int
 
-        /// At least one slice; `bytes` rounded down to whole slices.
-        public init(bytes: Int = 1 << 30) {
-            slices = max(1, bytes / 4 / Self.sliceCount)
-            buffer = .allocate(capacity: slices * Self.sliceCount)
-            buffer.initialize(repeating: 1, count: slices * Self.sliceCount)
+        /// A buffer of its own: `bytes` rounded down to whole slices, at least one.
+        public convenience init(bytes: Int = 1 << 30) {
+            let count = max(1, bytes / Self.sliceBytes) * Self.sliceBytes
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 64)
+            buffer.bindMemory(to: Float.self).initialize(repeating: 1)
+            self.init(regions: [UnsafeRawBufferPointer(buffer)], owning: buffer)
         }
 
-        deinit { buffer.deallocate() }
+        /// Reads `regions` in order, which the caller keeps alive and unchanged; each loses the
+        /// partial cache lines at its ends (under 128 bytes).
+        public convenience init(reading regions: [UnsafeRawBufferPointer]) {
+            self.init(regions: regions, owning: nil)
+        }
 
-        /// Bytes per second of one parallel pass over the buffer in pattern `streams`.
+        private init(regions: [UnsafeRawBufferPointer], owning buffer: UnsafeMutableRawBufferPointer?) {
+            var slices: [UnsafeRawBufferPointer] = []
+            for region in regions {
+                guard let base = region.baseAddress else { continue }
+                let start = (Int(bitPattern: base) + 63) & ~63
+                let end = (Int(bitPattern: base) + region.count) & ~63
+                var offset = start
+                while offset < end {
+                    let count = min(Self.sliceBytes, end - offset)
+                    slices.append(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: offset), count: count))
+                    offset += count
+                }
+            }
+            self.buffer = buffer
+            self.slices = slices
+            self.bytes = slices.reduce(0) { $0 + $1.count }
+        }
+
+        deinit { buffer?.deallocate() }
+
+        /// Bytes per second of one parallel pass over the slices in pattern `streams` (one
+        /// thread's neighbouring slices of contiguous memory make one sequential run).
         public func read(streams: Int32, threads: Int = defaultThreads) -> Double {
-            let (buffer, sliceCount) = (self.buffer, Self.sliceCount)
+            let slices = self.slices
             let start = DispatchTime.now()
-            parallelFor(slices, threads: threads) { range in
+            parallelFor(slices.count, threads: threads) { range in
                 var sum: Float = 0
-                if streams == 1 {
-                    sum = ck_sum(buffer + range.lowerBound * sliceCount, Int64(range.count * sliceCount), 1)
-                } else {
-                    for slice in range { sum += ck_sum(buffer + slice * sliceCount, Int64(sliceCount), streams) }
+                for slice in slices[range] {
+                    sum += ck_sum(slice.baseAddress!.assumingMemoryBound(to: Float.self), Int64(slice.count / 4), streams)
                 }
                 if sum == -1 { print("") }  // keeps the read from being optimized away
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            return Double(slices * sliceCount * 4) / seconds
+            return Double(bytes) / seconds
         }
     }
 
