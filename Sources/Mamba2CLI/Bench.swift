@@ -144,9 +144,10 @@ struct Bench: ParsableCommand {
         // Each token against a read right after it: the machine's bandwidth drifts within a run
         // too (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
         // catches its fastest moment. One read per token, in the pattern fastest just before.
-        // Each token is then also paired with a plain read of its own weight bytes, in their
-        // pages and order: the bound for those bytes as the memory serves them over a token's
-        // length (a 1 GiB read is a shorter, likelier fast moment).
+        // Each token is also paired with a plain read of its own weight bytes, in their pages
+        // and order: the bound for those bytes as the memory serves them over a token's length
+        // (a 1 GiB read is a shorter, likelier fast moment). The two reads take turns at
+        // following the token directly.
         var paired: [(String, JSONLine.Value)] = []
         if probeEachToken {
             let probe = Fast.ReadProbe()
@@ -164,8 +165,14 @@ struct Bench: ParsableCommand {
             var weightReads: [Double] = []
             var times: [Double] = []
             _ = try once(promptLength: promptLen, tokens: newTokens) { seconds in
-                let read = probe.read(streams: pattern, threads: threadCount)
-                let weightRead = weightProbe.read(streams: weightPattern, threads: threadCount)
+                let read, weightRead: Double
+                if times.count % 2 == 0 {
+                    read = probe.read(streams: pattern, threads: threadCount)
+                    weightRead = weightProbe.read(streams: weightPattern, threads: threadCount)
+                } else {
+                    weightRead = weightProbe.read(streams: weightPattern, threads: threadCount)
+                    read = probe.read(streams: pattern, threads: threadCount)
+                }
                 times.append(seconds)
                 reads.append(read)
                 weightReads.append(weightRead)
@@ -179,7 +186,7 @@ struct Bench: ParsableCommand {
                 ("paired_token_seconds_min", .double(times.min()!)), ("paired_token_seconds_max", .double(times.max()!)),
                 ("paired_decode_fraction_of_bound", .double(Self.median(fractions))),
                 ("paired_decode_fraction_of_weight_bound", .double(Self.median(fractions) * Double(matrixBytes) / Double(bytesPerStep))),
-                ("paired_weight_read_streams", .int(Int(weightPattern))),
+                ("paired_weight_read_bytes", .int(weightProbe.bytes)), ("paired_weight_read_streams", .int(Int(weightPattern))),
                 ("paired_weight_read_bytes_per_second", .double(Self.median(weightReads))),
                 ("paired_decode_fraction_of_weight_read", .double(Self.median(weightFractions))),
             ]

@@ -275,9 +275,11 @@ struct BFloat16ConversionTests {
             UnsafeRawBufferPointer(start: base + 6 * megabyte + 60, count: 200),
             // Within one line: nothing to read.
             UnsafeRawBufferPointer(start: base + 8 * megabyte + 1, count: 62),
+            // On a line's start: all of it.
+            UnsafeRawBufferPointer(start: base + 9 * megabyte, count: 128),
         ]
         let probe = Fast.ReadProbe(reading: regions)
-        #expect(probe.bytes == 5 * megabyte - 64 + 3 * 64)
+        #expect(probe.bytes == 5 * megabyte - 64 + 3 * 64 + 128)
         for streams in Fast.ReadProbe.patterns {
             let rate = probe.read(streams: streams, threads: 2)
             #expect(rate > 0 && rate.isFinite, "\(streams) streams: \(rate)")

@@ -177,6 +177,7 @@ public enum Fast {
         /// Bytes per second of one parallel pass over the slices in pattern `streams` (one
         /// thread's neighbouring slices of contiguous memory make one sequential run).
         public func read(streams: Int32, threads: Int = defaultThreads) -> Double {
+            guard bytes > 0 else { return 0 }
             let slices = self.slices
             let start = DispatchTime.now()
             parallelFor(slices.count, threads: threads) { range in
