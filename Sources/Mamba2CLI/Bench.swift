@@ -141,13 +141,12 @@ struct Bench: ParsableCommand {
             fractions = decodeRates.map { $0 / (bandwidth / Double(bytesPerStep) * Double(batch)) }
         }
         let bandwidth = Self.median(bandwidths)
-        // Each token against a read right after it: the machine's bandwidth drifts within a run
-        // too (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
-        // catches its fastest moment. One read per token, in the pattern fastest just before.
-        // Each token is also paired with a plain read of its own weight bytes, in their pages
-        // and order: the bound for those bytes as the memory serves them over a token's length
-        // (a 1 GiB read is a shorter, likelier fast moment). The two reads take turns at
-        // following the token directly.
+        // Each token against reads next to it: the machine's bandwidth drifts within a run too
+        // (7B int8 tokens of one run took 0.20–0.35 s), and the best of nine reads after a run
+        // catches its fastest moment. Per token, one read of the 1 GiB buffer and one plain read
+        // of the token's own weight bytes, in their pages and order (the bound for those bytes
+        // over a token's length; a 1 GiB read is a shorter, likelier fast moment), each in the
+        // pattern fastest for it just before, taking turns at following the token directly.
         var paired: [(String, JSONLine.Value)] = []
         if probeEachToken {
             let probe = Fast.ReadProbe()

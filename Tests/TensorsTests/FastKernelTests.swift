@@ -260,7 +260,10 @@ struct BFloat16ConversionTests {
             }
         }
     }
+}
 
+@Suite("read probes")
+struct ReadProbeTests {
     @Test("a read probe over memory owned elsewhere reads whole cache lines of each region, in 4 MB slices")
     func readProbeRegions() {
         let megabyte = 1 << 20
