@@ -108,7 +108,7 @@ typedef struct {
 static void q8_product(void *context, const int8_t *xq, const float *xs) {
     const q8_case *c = context;
     if (c->direct) {
-        const int32_t parts = c->m == 1 ? 8 : 4;
+        const int32_t parts = gemv_parts(c->m, CK_Q8);  // run at level 3: eighths for one input row
         CK_ONE_RANGE_PLAN(plan, c->j0, c->j1, parts, rows_chunk(parts, c->k, CK_Q8));
         if (parts == 8) gemv_q8_vnni_eighths(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);
         else gemv_q8_vnni(xq, xs, c->m, c->k, c->q, c->scales, c->bias, c->y, c->j1, plan, 0);

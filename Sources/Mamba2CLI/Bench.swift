@@ -275,7 +275,3 @@ extension Mamba2Weights {
     var decodeMatrices: [WeightView] { layers.flatMap { [$0.mixer.inProj, $0.mixer.outProj] } + [lmHead] }
 }
 
-extension WeightView {
-    /// The memory a full read touches: the values, then an int8 weight's scales.
-    var storageRegions: [UnsafeRawBufferPointer] { [bytes] + (scales.map { [$0] } ?? []) }
-}

@@ -60,6 +60,9 @@ public struct WeightView: @unchecked Sendable {
     /// Bytes a full read of this weight touches (values and scales).
     public var storageBytes: Int { bytes.count + (scales?.count ?? 0) }
 
+    /// The memory a full read touches, in order: the values, then an int8 weight's scales.
+    public var storageRegions: [UnsafeRawBufferPointer] { [bytes] + (scales.map { [$0] } ?? []) }
+
     /// Whether this weight can be stored as block-quantized int8: a matrix whose rows hold whole
     /// blocks.
     public var isQuantizable: Bool { shape.count == 2 && shape[1] % Self.quantizationBlock == 0 && shape[1] > 0 }
